@@ -1,0 +1,1 @@
+"""Grid definitions (TOML), shipped with the package as ``nlbench.builtin_grids``."""

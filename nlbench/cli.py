@@ -1,0 +1,156 @@
+"""The ``nlbench`` command line: list, run, table.
+
+Bad input (an unknown name, a mode a method lacks, a rate outside [0, 1], an unreadable grid file)
+ends with one line ``nlbench: error: …`` on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from nlbench.errors import ConfigError
+
+KINDS = ("methods", "backbones", "noise", "datasets", "grids")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars on a terminal, off in CI and pipes unless asked for."""
+    if args.progress is not None:
+        return args.progress
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from nlbench.grids import list_grids
+    from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
+
+    if args.kind == "grids":
+        rows = list_grids()
+        width = max(len(n) for n, _ in rows)
+        for name, desc in rows:
+            print(f"{name:<{width}}  {desc}")
+        return 0
+    registry = {"methods": METHODS, "backbones": BACKBONES, "noise": NOISE, "datasets": DATASETS}[args.kind]
+    entries = list(registry)
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        meta = e.meta
+        if args.kind == "methods":
+            extra = f"  [modes: {', '.join(meta['modes'])}]"
+        elif args.kind == "backbones":
+            extra = (f"  [{meta.get('source')}; {meta.get('checkpoint')}; dim {meta.get('feature_dim')};"
+                     f" licence: {meta.get('licence')}]")
+        else:
+            extra = ""
+        print(f"{e.name:<{width}}  {e.description}{extra}")
+    return 0
+
+
+def _results(args: argparse.Namespace) -> Path:
+    from nlbench.records import default_results_dir
+
+    return Path(args.results) if args.results else default_results_dir()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nlbench.features import default_cache_dir
+    from nlbench.grids import load_grid
+    from nlbench.records import load_records
+    from nlbench.runner import plan, run_grid
+
+    grid = load_grid(args.grid)
+    results = _results(args)
+    cache = Path(args.cache) if args.cache else default_cache_dir()
+    if args.dry_run:
+        from nlbench.runner import describe_plan
+
+        print(describe_plan(grid, results=results, cache=cache, seeds=args.seeds))
+        return 0
+    run_grid(grid, results=results, cache=cache, seeds=args.seeds, progress=_progress(args))
+    cells, _ = plan(grid, results, seeds=args.seeds)
+    records = load_records(results, cells)
+    if records:
+        print()
+        print(_table_text(grid, records, metric="test_acc_best", fmt="markdown", realized=False))
+    return 0
+
+
+def _table_text(grid, records, *, metric: str, fmt: str, realized: bool) -> str:
+    from nlbench.tables import METRICS, render
+
+    text = render(records, layout=grid.layout, metric=metric, fmt=fmt, realized=realized)
+    if fmt == "markdown":
+        backbones = ", ".join(dict.fromkeys(r["backbone"] for r in records))
+        datasets = ", ".join(dict.fromkeys(r["dataset"] for r in records))
+        seeds = len({r["seed"] for r in records})
+        caption = f"{grid.name}: {METRICS[metric]} — {datasets}, {backbones}; {len(records)} cells, {seeds} seed(s)"
+        if grid.layout == "real":
+            caption += "; cells: best / last"
+        return caption + "\n\n" + text
+    return text
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from nlbench.features import atomic_write_bytes
+    from nlbench.grids import expand, load_grid
+    from nlbench.records import load_records
+
+    grid = load_grid(args.grid)
+    records = load_records(_results(args), expand(grid, seeds=args.seeds))
+    text = _table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized)
+    if args.output:
+        atomic_write_bytes(Path(args.output), (text + "\n").encode())
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nlbench.tables import FORMATS, METRICS
+
+    parser = argparse.ArgumentParser(prog="nlbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered methods, backbones, noise models, datasets or grids")
+    p.add_argument("kind", choices=KINDS)
+    p.set_defaults(func=cmd_list)
+
+    def grid_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
+        p.add_argument("--results", help="folder of run records (default: ./runs)")
+        p.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the grid's seed list")
+
+    p = sub.add_parser("run", help="run every cell of a grid that is not done yet, then print its table")
+    grid_args(p)
+    p.add_argument("--cache", help="feature cache folder (default: $NLBENCH_CACHE or ~/.cache/nlbench)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan: cells, which are done, cache state")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: on a terminal, off when CI is set)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table", help="leaderboard of a grid's records in the paper's layout")
+    grid_args(p)
+    p.add_argument("--format", default="markdown", choices=FORMATS)
+    p.add_argument("--metric", default="test_acc_best", choices=list(METRICS))
+    p.add_argument("--realized", action="store_true", help="show the realized noise rate next to the nominal")
+    p.add_argument("--output", help="write the table to this file (atomically) instead of stdout")
+    p.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"nlbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

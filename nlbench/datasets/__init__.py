@@ -1,0 +1,88 @@
+"""Datasets: each registered loader returns a ``Dataset`` with train/val/test splits.
+
+Small datasets keep their images in memory as uint8 arrays (N, H, W, C) so that the engine can move
+them to the accelerator once and augment there; large ones list image paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nlbench.errors import ConfigError
+from nlbench.registry import DATASETS
+
+
+@dataclass
+class Split:
+    """One split. ``images`` (N, H, W, C) uint8 or ``paths`` (N,) for datasets read from disk by path;
+    ``labels`` (N,) clean labels or None where unknown; ``noisy_labels`` (N,) labels as given by a
+    real-noise dataset, or None."""
+
+    labels: np.ndarray | None
+    images: np.ndarray | None = None
+    paths: list[str] | None = None
+    noisy_labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        if self.images is not None:
+            return len(self.images)
+        if self.paths is not None:
+            return len(self.paths)
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> Split:
+        return Split(
+            labels=None if self.labels is None else self.labels[index],
+            images=None if self.images is None else self.images[index],
+            paths=None if self.paths is None else [self.paths[i] for i in index],
+            noisy_labels=None if self.noisy_labels is None else self.noisy_labels[index],
+        )
+
+
+@dataclass
+class Dataset:
+    """A dataset instance. ``identity`` holds everything that determines its contents (name, split seed,
+    subsample, root file checksums…); it is part of every feature-cache key."""
+
+    name: str
+    num_classes: int
+    train: Split
+    val: Split
+    test: Split
+    class_names: list[str] = field(default_factory=list)
+    hflip: bool = True  # horizontal flip is label-preserving (not for digits)
+    real_noise: bool = False  # train labels are noisy as given; no synthetic noise is applied
+    identity: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise ConfigError(f"unknown split {name!r}; expected one of: test, train, val")
+        return getattr(self, name)
+
+
+def load_dataset(name: str, **options: object) -> Dataset:
+    """Load the registered dataset ``name``; ``options`` are the loader's keyword arguments."""
+    loader = DATASETS.get(name)
+    try:
+        return loader(**options)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            raise ConfigError(f"dataset {name!r}: {exc}") from None
+        raise
+
+
+def stratified_subsample(labels: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """Indices of a seeded, class-stratified subsample of ``size`` items (all indices when None)."""
+    n = len(labels)
+    if size is None or size >= n:
+        return np.arange(n)
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
+    return np.sort(keep)
+
+
+# Import each loader module explicitly so that a broken one fails loudly.
+from nlbench.datasets import digits  # noqa: E402,F401

@@ -1,0 +1,181 @@
+"""Grids: TOML files that cross datasets × backbones × noise settings × methods × seeds into cells.
+
+A grid is a registered name (a file in ``benchmarks/grids/``, shipped as ``nlbench.builtin_grids``) or the
+path of a user's own file. Expanding it validates every name, mode, rate and hyperparameter before
+anything runs, so bad input fails with one clear message and nothing written.
+
+Grid file fields: ``description``, ``layout`` ('table1' or 'real'), ``datasets``, ``backbones`` (names or
+tables {name, tag, weights}), ``noise`` (tables {model, rate, and options}), ``methods`` (tables
+{method, mode, params}), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), ``[dataset_options.NAME]``,
+``val_labels`` ('noisy' or 'clean') and ``[slurm]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from nlbench.errors import ConfigError
+from nlbench.registry import BACKBONES, DATASETS, NOISE
+
+LAYOUTS = ("table1", "real")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One run: everything that determines its record (the grid name excepted)."""
+
+    grid: str
+    dataset: str
+    backbone: str
+    noise: str
+    rate: float
+    method: str
+    mode: str
+    seed: int
+    backbone_tag: str | None = None
+    backbone_weights: str | None = None
+    noise_options: dict = field(default_factory=dict)
+    method_params: dict = field(default_factory=dict)  # resolved: every field, defaults included
+    dataset_options: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)  # resolved TrainConfig
+    val_labels: str = "noisy"
+
+    @property
+    def cell_id(self) -> str:
+        """Path-safe, human-readable id (the config hash decides whether a record is current)."""
+        tag = f"@{self.backbone_tag}" if self.backbone_tag else ""
+        parts = [self.dataset, f"{self.backbone}{tag}", f"{self.noise}{self.rate:g}", self.mode, self.method,
+                 f"seed{self.seed}"]
+        return "__".join(p.replace("/", "-").replace(" ", "") for p in parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def config_hash(self) -> str:
+        d = self.as_dict()
+        d.pop("grid")
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CellSpec:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    layout: str
+    raw: dict
+    source: str
+
+    @property
+    def slurm(self) -> dict:
+        return dict(self.raw.get("slurm", {}))
+
+
+def grid_files() -> dict[str, Path]:
+    """Registered grids: every ``*.toml`` shipped in ``nlbench.builtin_grids`` (benchmarks/grids/)."""
+    root = resources.files("nlbench.builtin_grids")
+    return {Path(p.name).stem: Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml")}
+
+
+def list_grids() -> list[tuple[str, str]]:
+    out = []
+    for name, path in sorted(grid_files().items()):
+        try:
+            desc = tomllib.loads(path.read_text()).get("description", "")
+        except tomllib.TOMLDecodeError as exc:
+            desc = f"(unreadable: {exc})"
+        out.append((name, desc))
+    return out
+
+
+def load_grid(name_or_path: str) -> Grid:
+    """A registered grid by name, or a grid file by path."""
+    files = grid_files()
+    path = Path(name_or_path)
+    if name_or_path in files:
+        path = files[name_or_path]
+    elif not (path.suffix == ".toml" and path.exists()):
+        raise ConfigError(
+            f"unknown grid {name_or_path!r}; expected a .toml file or one of: {', '.join(sorted(files))}"
+        )
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read grid file {str(path)!r}: {exc}") from None
+    layout = raw.get("layout", "table1")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"grid {path.stem!r}: unknown layout {layout!r}; expected one of: {', '.join(LAYOUTS)}")
+    return Grid(name=raw.get("name", path.stem), description=raw.get("description", ""), layout=layout, raw=raw,
+                source=str(path))
+
+
+def _as_list(raw: dict, key: str, grid: str) -> list:
+    value = raw.get(key)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"grid {grid!r}: '{key}' must be a non-empty list")
+    return value
+
+
+def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
+    """All cells of ``grid`` in a stable order, validated. ``seeds`` overrides the grid's seed list with
+    range(seeds)."""
+    from nlbench.methods import build_method, method_params
+    from nlbench.train import TrainConfig
+
+    raw = grid.raw
+    datasets = _as_list(raw, "datasets", grid.name)
+    backbones = [b if isinstance(b, dict) else {"name": b} for b in _as_list(raw, "backbones", grid.name)]
+    noises = _as_list(raw, "noise", grid.name)
+    methods = _as_list(raw, "methods", grid.name)
+    seed_list = list(range(seeds)) if seeds is not None else list(raw.get("seeds", [0]))
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds must be ≥ 1; got {seeds}")
+    train = asdict(TrainConfig.from_dict(dict(raw.get("train", {}))))
+    val_labels = raw.get("val_labels", "noisy")
+    if val_labels not in ("noisy", "clean"):
+        raise ConfigError(f"grid {grid.name!r}: val_labels {val_labels!r}; expected one of: clean, noisy")
+    dataset_options = raw.get("dataset_options", {})
+
+    for d in datasets:
+        DATASETS.entry(d)
+    for b in backbones:
+        BACKBONES.entry(b.get("name", ""))
+    resolved_noise = []
+    for n in noises:
+        n = dict(n)
+        model, rate = n.pop("model", None), n.pop("rate", 0.0)
+        NOISE.entry(model or "")
+        if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
+            raise ConfigError(f"noise rate {rate!r} of {model!r} is outside [0, 1]")
+        resolved_noise.append((model, float(rate), n))
+    resolved_methods = []
+    for m in methods:
+        name, mode = m.get("method", ""), m.get("mode", "")
+        params = method_params(build_method(name, mode, m.get("params", {})))
+        resolved_methods.append((name, mode, params))
+
+    cells = []
+    for dataset in datasets:
+        for b in backbones:
+            for model, rate, noise_options in resolved_noise:
+                for name, mode, params in resolved_methods:
+                    for seed in seed_list:
+                        cells.append(CellSpec(
+                            grid=grid.name, dataset=dataset, backbone=b["name"], noise=model, rate=rate,
+                            method=name, mode=mode, seed=int(seed), backbone_tag=b.get("tag"),
+                            backbone_weights=b.get("weights"), noise_options=noise_options,
+                            method_params=params, dataset_options=dict(dataset_options.get(dataset, {})),
+                            train=train, val_labels=val_labels,
+                        ))
+    return cells

@@ -1,0 +1,158 @@
+"""Leaderboards from run records, in the paper's layouts (markdown, LaTeX/booktabs, CSV).
+
+'table1' (the paper's CIFAR-100 table): rows FFT / LP / LP-FFT × method, columns backbone × noise
+setting, mean ± std over seeds, best per column in bold. 'real' (Clothing1M / WebVision): rows
+backbone, columns mode × method, cells "best / last".
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from nlbench.errors import ConfigError
+
+MODE_ORDER = ["fft", "lp", "lp-fft"]
+MODE_LABEL = {"fft": "FFT", "lp": "LP", "lp-fft": "LP-FFT"}
+METHOD_ORDER = ["ce", "gce", "elr", "dividemix", "unicon", "cl", "turn"]
+METHOD_LABEL = {"ce": "CE", "gce": "GCE", "elr": "ELR", "dividemix": "DMix", "unicon": "UNC", "cl": "CL",
+                "turn": "TURN"}
+NOISE_ORDER = ["sym", "asym", "inst", "none"]
+
+METRICS = {
+    "test_acc_best": "test accuracy (%) at the best validation epoch",
+    "test_acc_last": "test accuracy (%) at the last epoch",
+    "val_acc_best": "best validation accuracy (%)",
+    "time": "wall time per cell (s)",
+    "realized_rate": "realized noise rate of the training labels",
+    "selection_f1": "F1 (%) of the last selected clean set against the true clean mask",
+}
+FORMATS = ("markdown", "latex", "csv")
+
+
+def _metric(record: dict, metric: str) -> float:
+    if metric == "time":
+        return record["cost"]["wall_s"]
+    if metric == "realized_rate":
+        audit = record.get("noise_audit") or {}
+        return audit.get("realized_rate", math.nan)
+    if metric == "selection_f1":
+        sel = (record.get("selection") or [{}])[-1]
+        p, r = sel.get("precision"), sel.get("recall")
+        return 2 * p * r / (p + r) if p is not None and r is not None and p + r > 0 else math.nan
+    value = record.get(metric)
+    return math.nan if value is None else float(value)
+
+
+def records_frame(records: list[dict], metric: str) -> pd.DataFrame:
+    """One row per record: mode, method, backbone, noise, rate, seed, value (and realized rate)."""
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
+    rows = [{
+        "mode": r["mode"], "method": r["method"], "backbone": r["backbone"], "dataset": r["dataset"],
+        "noise": r["noise"], "rate": r["rate"], "seed": r["seed"], "value": _metric(r, metric),
+        "last": _metric(r, "test_acc_last"), "realized": _metric(r, "realized_rate"),
+    } for r in records]
+    return pd.DataFrame(rows)
+
+
+def _setting(noise: str, rate: float) -> str:
+    return "real" if noise == "none" else f"{noise} {rate:g}"
+
+
+def _fmt(mean: float, std: float, n: int, fmt: str, bold: bool) -> str:
+    if math.isnan(mean):
+        return "–"
+    if n > 1 and not math.isnan(std):
+        text = f"{mean:.2f} $\\pm$ {std:.2f}" if fmt == "latex" else f"{mean:.2f}±{std:.2f}"
+    else:
+        text = f"{mean:.2f}"
+    if bold:
+        return f"\\textbf{{{text}}}" if fmt == "latex" else f"**{text}**" if fmt == "markdown" else text
+    return text
+
+
+def _row_key(mode: str, method: str) -> tuple[int, int, str]:
+    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else 99,
+            METHOD_ORDER.index(method) if method in METHOD_ORDER else 99, method)
+
+
+def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realized: bool = False) -> pd.DataFrame:
+    """Rows (mode, method), columns (backbone, setting); mean ± std over seeds, best in bold."""
+    df = df.assign(setting=[_setting(n, r) for n, r in zip(df["noise"], df["rate"], strict=True)])
+    stats = df.groupby(["mode", "method", "backbone", "setting"])["value"].agg(["mean", "std", "count"])
+    backbones = list(dict.fromkeys(df["backbone"]))
+    settings = sorted(dict.fromkeys(df["setting"]),
+                      key=lambda s: (NOISE_ORDER.index(s.split()[0]) if s.split()[0] in NOISE_ORDER else 9, s))
+    rows = sorted({(m, k) for m, k in zip(df["mode"], df["method"], strict=True)}, key=lambda t: _row_key(*t))
+    realized_by = df.groupby(["backbone", "setting"])["realized"].mean()
+    columns = []
+    for b in backbones:
+        for s in settings:
+            label = s
+            if realized and (b, s) in realized_by.index and not math.isnan(realized_by[(b, s)]):
+                label = f"{s} (realized {realized_by[(b, s)]:.2f})"
+            columns.append((b, s, label))
+    table = {}
+    for b, s, label in columns:
+        means = {r: stats.loc[(*r, b, s), "mean"] if (*r, b, s) in stats.index else math.nan for r in rows}
+        finite = [v for v in means.values() if not math.isnan(v)]
+        best = (max(finite) if higher_is_better else min(finite)) if finite else math.nan
+        col = []
+        for r in rows:
+            if (*r, b, s) in stats.index:
+                st = stats.loc[(*r, b, s)]
+                col.append(_fmt(st["mean"], st["std"], int(st["count"]), fmt, bold=bool(np.isclose(st["mean"], best))))
+            else:
+                col.append("–")
+        table[(b, label)] = col
+    index = [f"{MODE_LABEL.get(m, m)} {METHOD_LABEL.get(k, k)}" for m, k in rows]
+    return pd.DataFrame(table, index=pd.Index(index, name="method"))
+
+
+def real_noise(df: pd.DataFrame, *, fmt: str) -> pd.DataFrame:
+    """Rows backbone, columns mode+method, cells "best / last" (mean over seeds)."""
+    means = df.groupby(["backbone", "mode", "method"])[["value", "last"]].mean()
+    methods = sorted({(m, k) for m, k in zip(df["mode"], df["method"], strict=True)},
+                     key=lambda t: (["lp", "fft", "lp-fft"].index(t[0]) if t[0] in MODE_ORDER else 9,
+                                    _row_key(*t)))
+    backbones = list(dict.fromkeys(df["backbone"]))
+    table = {}
+    for m, k in methods:
+        col = []
+        for b in backbones:
+            if (b, m, k) in means.index:
+                best, last = means.loc[(b, m, k)]
+                col.append(f"{best:.2f} / {last:.2f}")
+            else:
+                col.append("–")
+        table[f"{MODE_LABEL.get(m, m)} {METHOD_LABEL.get(k, k)}"] = col
+    return pd.DataFrame(table, index=pd.Index(backbones, name="backbone"))
+
+
+def render(records: list[dict], *, layout: str = "table1", metric: str = "test_acc_best",
+           fmt: str = "markdown", realized: bool = False) -> str:
+    """The leaderboard of ``records`` as markdown, LaTeX (booktabs) or CSV text."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    if not records:
+        raise ConfigError("no finished records to tabulate (run the grid first: nlbench run --grid NAME)")
+    df = records_frame(records, metric)
+    if layout == "real":
+        table = real_noise(df, fmt=fmt)
+    else:
+        table = table1(df, fmt=fmt, higher_is_better=metric not in ("time", "realized_rate"), realized=realized)
+    if fmt == "csv":
+        flat = table.copy()
+        if isinstance(flat.columns, pd.MultiIndex):
+            flat.columns = [" / ".join(c) for c in flat.columns]
+        return flat.to_csv()
+    if fmt == "latex":
+        return table.style.to_latex(hrules=True, multicol_align="c", column_format="l" + "c" * table.shape[1])
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        single = len(set(flat.columns.get_level_values(0))) == 1
+        flat.columns = [c[1] if single else f"{c[0]} · {c[1]}" for c in flat.columns]
+    return flat.to_markdown(stralign="right")

@@ -1,0 +1,387 @@
+"""Training loops: linear probing on cached features and full fine-tuning on images.
+
+The engine owns data, device, optimiser, schedule, evaluation and bookkeeping; a method (in
+``methods/``) hands it a criterion, or drives several of its phases (TURN: probe, select, fine-tune).
+Every fit evaluates on the validation split each epoch and reports test accuracy at the best
+validation epoch and at the last one (the paper's "best / last").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from nlbench.backbones import Backbone
+from nlbench.errors import ConfigError
+from nlbench.features import FeatureCache, FeatureKey, extract_features
+from nlbench.images import ImageSource
+from nlbench.transforms import BatchTransform
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Engine hyperparameters shared by all methods; each is a grid field under ``[train]``.
+
+    Sources: E_LP = 20 is the paper's; everything else is our choice (the paper does not give it),
+    listed with reasons in README's defaults table.
+    """
+
+    input_size: int | None = None  # None: the checkpoint's own input size
+    lp_epochs: int = 20  # paper: E_LP = 20
+    lp_optimizer: str = "adamw"
+    lp_lr: float = 1e-3
+    lp_weight_decay: float = 0.0
+    lp_batch_size: int = 128
+    fft_epochs: int = 10  # FFT baselines; TURN has its own E_FFT = 5
+    fft_optimizer: str = "sgd"
+    fft_lr: float = 0.01
+    fft_weight_decay: float = 5e-4
+    fft_batch_size: int = 64
+    momentum: float = 0.9
+    scheduler: str = "cosine"  # cosine | constant
+    augment: bool = True  # random crop (+ flip where label-preserving) during FFT
+    eval_batch_size: int = 256
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "bf16"  # bf16 autocast on CUDA; 'none' for fp32. Ignored on CPU.
+    channels_last: bool = True  # for conv nets (CUDA and CPU)
+    compile: bool = False  # torch.compile the FFT model (pays off on long GPU runs)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown [train] field(s) {', '.join(unknown)}; expected: {', '.join(sorted(known))}")
+        config = cls(**values)
+        for name in ("lp_epochs", "fft_epochs", "lp_batch_size", "fft_batch_size", "eval_batch_size"):
+            if int(getattr(config, name)) < 1:
+                raise ConfigError(f"[train] {name} must be ≥ 1; got {getattr(config, name)}")
+        if config.lp_optimizer not in OPTIMIZERS or config.fft_optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if config.scheduler not in ("cosine", "constant"):
+            raise ConfigError(f"scheduler {config.scheduler!r}; expected one of: constant, cosine")
+        if config.amp not in ("bf16", "none"):
+            raise ConfigError(f"amp {config.amp!r}; expected one of: bf16, none")
+        return config
+
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+class Criterion(Protocol):
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of a batch; ``index`` (B,) are the samples' positions in the training set."""
+        ...
+
+
+@dataclass
+class Fit:
+    """Outcome of one training phase. history: one dict per epoch (train_loss, val_acc, test_acc;
+    test_acc is None where it was not needed)."""
+
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    val_acc_best: float = float("nan")
+    test_acc_best: float = float("nan")
+    test_acc_last: float = float("nan")
+    extra: dict = field(default_factory=dict)
+
+
+class Classifier(nn.Module):
+    """Backbone features followed by a linear head: the model of full fine-tuning."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def make_optimizer(name: str, params, *, lr: float, weight_decay: float, momentum: float, device: torch.device):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False)
+    # Fused AdamW runs one kernel per step on CUDA.
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+
+
+def make_scheduler(name: str, optimizer, total_steps: int):
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    )
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(1) == labels).float().mean().item() * 100.0)
+
+
+class Trainer:
+    """Runs the phases of one cell on one device.
+
+    labels: the training labels the method may use (noisy); val_labels: the validation labels
+    (noisy by default, clean when the grid asks); test_labels: clean. ``images`` gives an image
+    source per split; ``backbone_factory`` builds a fresh pre-trained backbone (only when a phase
+    needs one: a feature-cache hit builds none); ``feature_key`` gives the cache key of (split, view);
+    ``transform`` gives a backbone's preprocessing, with or without augmentation.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TrainConfig,
+        num_classes: int,
+        labels: np.ndarray,
+        val_labels: np.ndarray,
+        test_labels: np.ndarray,
+        images: Callable[[str, torch.device], ImageSource],
+        backbone_factory: Callable[[], Backbone],
+        feature_cache: FeatureCache,
+        feature_key: Callable[[str, int], FeatureKey],
+        transform: Callable[[Backbone, bool], BatchTransform],
+        seed: int,
+        log: Callable[[str], None] = print,
+        progress: bool = False,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.num_classes = num_classes
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.val_labels = np.asarray(val_labels, dtype=np.int64)
+        self.test_labels = np.asarray(test_labels, dtype=np.int64)
+        self._images = images
+        self._image_cache: dict[str, ImageSource] = {}
+        self._backbone_factory = backbone_factory
+        self._feature_cache = feature_cache
+        self._feature_key = feature_key
+        self._transform = transform
+        self.seed = seed
+        self.log = log
+        self.progress = progress
+        self.amp = self.device.type == "cuda" and config.amp == "bf16"
+        self._features: dict[tuple[str, int], torch.Tensor] = {}
+        self.cache_events: dict[str, str] = {}
+        self.counters = {"backbone_forward_images": 0, "backbone_backward_images": 0, "backbones_built": 0}
+        self.selections: list[dict] = []
+
+    @property
+    def num_train(self) -> int:
+        return len(self.labels)
+
+    # ----------------------------------------------------------------- data
+    def images(self, split: str) -> ImageSource:
+        if split not in self._image_cache:
+            self._image_cache[split] = self._images(split, self.device)
+        return self._image_cache[split]
+
+    def build_backbone(self) -> Backbone:
+        self.counters["backbones_built"] += 1
+        return self._backbone_factory()
+
+    def _count_forward(self, n: int) -> None:
+        self.counters["backbone_forward_images"] += n
+
+    def features(self, split: str, view: int = 0) -> torch.Tensor:
+        """(N, D) float32 features of ``split`` on the device; view 0 is un-augmented, view k ≥ 1 is
+        the k-th seeded augmented view. Read from the feature cache, computed once on a miss."""
+        if (split, view) in self._features:
+            return self._features[(split, view)]
+        key = self._feature_key(split, view)
+
+        def compute() -> np.ndarray:
+            backbone = self.build_backbone()
+            model = backbone.model.to(self.device)
+            channels_last = self._channels_last(backbone)
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            return extract_features(
+                model, self.images(split), self._transform(backbone, view > 0),
+                batch_size=self.config.eval_batch_size, device=self.device, amp=self.amp,
+                channels_last=channels_last, seed=view, counter=self._count_forward,
+            )
+
+        array, hit = self._feature_cache.get_or_compute(key, len(self.images(split)), compute, log=self.log)
+        self.cache_events[f"{split}/view{view}"] = "hit" if hit else "fill"
+        tensor = torch.from_numpy(np.array(array, dtype=np.float32)).to(self.device)
+        self._features[(split, view)] = tensor
+        return tensor
+
+    def _channels_last(self, backbone: Backbone) -> bool:
+        # Conv nets run channels_last: tensor cores on CUDA, and oneDNN kernels on CPU (4-5× faster
+        # training of EfficientNet-Lite0 on 2 cores, benchmarks/README.md).
+        return self.config.channels_last and backbone.channels_last
+
+    def log_selection(self, selected: np.ndarray, *, epoch: int, phase: str) -> None:
+        """Record a selected clean set (indices or boolean mask over the training set); the runner scores
+        it against the true noise mask, which methods never see."""
+        selected = np.asarray(selected)
+        if selected.dtype == bool:
+            mask = selected.copy()
+        else:
+            mask = np.zeros(self.num_train, dtype=bool)
+            mask[selected] = True
+        self.selections.append({"phase": phase, "epoch": epoch, "mask": mask})
+
+    # ----------------------------------------------------------- evaluation
+    def _labels(self, split: str) -> np.ndarray:
+        return {"train": self.labels, "val": self.val_labels, "test": self.test_labels}[split]
+
+    @torch.no_grad()
+    def probe_logits(self, head: nn.Module, split: str, view: int = 0) -> torch.Tensor:
+        head.eval()
+        return head(self.features(split, view)).float()
+
+    @torch.no_grad()
+    def model_logits(self, model: nn.Module, split: str, backbone: Backbone) -> torch.Tensor:
+        """Logits of a fine-tuned model on every image of ``split`` (un-augmented)."""
+        model.eval()
+        transform = self._transform(backbone, False)
+        out = []
+        for batch, _ in self.images(split).batches(
+            np.arange(len(self.images(split))), self.config.eval_batch_size, shuffle=False
+        ):
+            x = transform(batch)
+            if self._channels_last(backbone):
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out.append(model(x).float())
+            self._count_forward(len(batch))
+        return torch.cat(out)
+
+    def _epoch_eval(self, fit: Fit, epoch: int, train_loss: float, logits_of: Callable[[str], torch.Tensor],
+                    last: bool) -> None:
+        """Validation every epoch; test only where it is reported (a new best validation epoch, the last)."""
+        val_acc = accuracy(logits_of("val"), torch.as_tensor(self.val_labels, device=self.device))
+        improved = val_acc > fit.val_acc_best or fit.best_epoch < 0
+        test_acc = None
+        if improved or last:
+            test_acc = accuracy(logits_of("test"), torch.as_tensor(self.test_labels, device=self.device))
+        if improved:
+            fit.best_epoch, fit.val_acc_best, fit.test_acc_best = epoch, val_acc, test_acc
+        if last:
+            fit.test_acc_last = test_acc
+        fit.history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_acc": round(val_acc, 4),
+                            "test_acc": None if test_acc is None else round(test_acc, 4)})
+
+    # -------------------------------------------------------------- phases
+    def linear_probe(
+        self,
+        criterion: Criterion,
+        *,
+        epochs: int | None = None,
+        index: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        desc: str = "LP",
+    ) -> Fit:
+        """Train a linear head on frozen view-0 features of the training samples ``index`` (all by default)
+        with ``labels`` (the noisy training labels by default)."""
+        cfg = self.config
+        epochs = cfg.lp_epochs if epochs is None else epochs
+        feats = self.features("train")
+        for split in ("val", "test"):
+            self.features(split)
+        y = torch.as_tensor(self.labels if labels is None else labels, device=self.device)
+        index = np.arange(self.num_train) if index is None else np.asarray(index)
+        torch.manual_seed(self.seed)
+        head = nn.Linear(feats.shape[1], self.num_classes).to(self.device)
+        opt = make_optimizer(cfg.lp_optimizer, head.parameters(), lr=cfg.lp_lr,
+                             weight_decay=cfg.lp_weight_decay, momentum=cfg.momentum, device=self.device)
+        steps = epochs * math.ceil(len(index) / cfg.lp_batch_size)
+        sched = make_scheduler(cfg.scheduler, opt, steps)
+        generator = torch.Generator().manual_seed(self.seed)
+        fit = Fit(model=head)
+        for epoch in tqdm(range(epochs), desc=desc, disable=not self.progress, leave=False):
+            head.train()
+            ids = torch.as_tensor(index)[torch.randperm(len(index), generator=generator)].to(self.device)
+            total, count = 0.0, 0
+            for start in range(0, len(ids), cfg.lp_batch_size):
+                batch = ids[start : start + cfg.lp_batch_size]
+                loss = criterion(head(feats[batch]), y[batch], batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total, count = total + float(loss.detach()) * len(batch), count + len(batch)
+            self._epoch_eval(fit, epoch, total / max(1, count), lambda s: self.probe_logits(head, s),
+                             last=epoch == epochs - 1)
+        return fit
+
+    def fine_tune(
+        self,
+        criterion: Criterion,
+        *,
+        epochs: int | None = None,
+        index: np.ndarray | Callable[[int], np.ndarray] | None = None,
+        head: nn.Linear | None = None,
+        desc: str = "FFT",
+    ) -> Fit:
+        """Fine-tune a fresh pre-trained backbone and a linear head (initialised from ``head`` when given)
+        on the training samples ``index`` (an array, or a function of the epoch for re-drawn subsets)."""
+        cfg = self.config
+        epochs = cfg.fft_epochs if epochs is None else epochs
+        backbone = self.build_backbone()
+        torch.manual_seed(self.seed)
+        new_head = nn.Linear(backbone.feature_dim, self.num_classes)
+        if head is not None:
+            new_head.load_state_dict({k: v.detach().cpu() for k, v in head.state_dict().items()})
+        model = Classifier(backbone.model, new_head).to(self.device)
+        if self._channels_last(backbone):
+            model = model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if cfg.compile else model
+        index_of = index if callable(index) else (lambda _e, a=index: np.arange(self.num_train) if a is None else a)
+        steps = sum(math.ceil(len(index_of(e)) / cfg.fft_batch_size) for e in range(epochs)) if callable(index) \
+            else epochs * math.ceil(len(index_of(0)) / cfg.fft_batch_size)
+        opt = make_optimizer(cfg.fft_optimizer, model.parameters(), lr=cfg.fft_lr,
+                             weight_decay=cfg.fft_weight_decay, momentum=cfg.momentum, device=self.device)
+        sched = make_scheduler(cfg.scheduler, opt, steps)
+        train_tf = self._transform(backbone, cfg.augment)
+        y = torch.as_tensor(self.labels, device=self.device)
+        generator = torch.Generator().manual_seed(self.seed)
+        fit = Fit(model=model)
+        source = self.images("train")
+        for epoch in tqdm(range(epochs), desc=desc, disable=not self.progress, leave=False):
+            model.train()
+            total, count = 0.0, 0
+            for batch, ids in source.batches(index_of(epoch), cfg.fft_batch_size, shuffle=True, generator=generator):
+                x = train_tf(batch, generator)
+                if self._channels_last(backbone):
+                    x = x.contiguous(memory_format=torch.channels_last)
+                ids = ids.to(self.device)
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    logits = forward(x)
+                loss = criterion(logits.float(), y[ids], ids)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                self.counters["backbone_forward_images"] += len(ids)
+                self.counters["backbone_backward_images"] += len(ids)
+                total, count = total + float(loss.detach()) * len(ids), count + len(ids)
+            self._epoch_eval(fit, epoch, total / max(1, count),
+                             lambda s: self.model_logits(model, s, backbone), last=epoch == epochs - 1)
+        return fit
+
+
+def per_sample_ce(logits: torch.Tensor, labels: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(N,) cross-entropy of each sample: the loss that sample selection ranks."""
+    y = torch.as_tensor(labels, device=logits.device)
+    return F.cross_entropy(logits, y, reduction="none").cpu().numpy()
