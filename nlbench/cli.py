@@ -112,7 +112,9 @@ def cmd_table(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from nlbench.tables import FORMATS, METRICS
 
-    parser = argparse.ArgumentParser(prog="nlbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="nlbench", description="Benchmark learning-with-noisy-labels methods on pre-trained backbones."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered methods, backbones, noise models, datasets or grids")
@@ -139,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realized", action="store_true", help="show the realized noise rate next to the nominal")
     p.add_argument("--output", help="write the table to this file (atomically) instead of stdout")
     p.set_defaults(func=cmd_table)
+
+    # Commands of other areas live beside their code; each module adds its own subparsers.
+    from nlbench import cli_backbones, cli_cluster, cli_data
+
+    for module in (cli_data, cli_backbones, cli_cluster):
+        module.add_commands(sub)
     return parser
 
 

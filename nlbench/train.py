@@ -210,7 +210,7 @@ class Trainer:
         def compute() -> np.ndarray:
             backbone = self.build_backbone()
             model = backbone.model.to(self.device)
-            channels_last = self._channels_last(backbone)
+            channels_last = self.channels_last_for(backbone)
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
             return extract_features(
@@ -225,7 +225,7 @@ class Trainer:
         self._features[(split, view)] = tensor
         return tensor
 
-    def _channels_last(self, backbone: Backbone) -> bool:
+    def channels_last_for(self, backbone: Backbone) -> bool:
         # Conv nets run channels_last: tensor cores on CUDA, and oneDNN kernels on CPU (4-5× faster
         # training of EfficientNet-Lite0 on 2 cores, benchmarks/README.md).
         return self.config.channels_last and backbone.channels_last
@@ -260,14 +260,14 @@ class Trainer:
             np.arange(len(self.images(split))), self.config.eval_batch_size, shuffle=False
         ):
             x = transform(batch)
-            if self._channels_last(backbone):
+            if self.channels_last_for(backbone):
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 out.append(model(x).float())
             self._count_forward(len(batch))
         return torch.cat(out)
 
-    def _epoch_eval(self, fit: Fit, epoch: int, train_loss: float, logits_of: Callable[[str], torch.Tensor],
+    def record_epoch(self, fit: Fit, epoch: int, train_loss: float, logits_of: Callable[[str], torch.Tensor],
                     last: bool) -> None:
         """Validation every epoch; test only where it is reported (a new best validation epoch, the last)."""
         val_acc = accuracy(logits_of("val"), torch.as_tensor(self.val_labels, device=self.device))
@@ -321,7 +321,7 @@ class Trainer:
                 opt.step()
                 sched.step()
                 total, count = total + float(loss.detach()) * len(batch), count + len(batch)
-            self._epoch_eval(fit, epoch, total / max(1, count), lambda s: self.probe_logits(head, s),
+            self.record_epoch(fit, epoch, total / max(1, count), lambda s: self.probe_logits(head, s),
                              last=epoch == epochs - 1)
         return fit
 
@@ -344,7 +344,7 @@ class Trainer:
         if head is not None:
             new_head.load_state_dict({k: v.detach().cpu() for k, v in head.state_dict().items()})
         model = Classifier(backbone.model, new_head).to(self.device)
-        if self._channels_last(backbone):
+        if self.channels_last_for(backbone):
             model = model.to(memory_format=torch.channels_last)
         forward = torch.compile(model) if cfg.compile else model
         index_of = index if callable(index) else (lambda _e, a=index: np.arange(self.num_train) if a is None else a)
@@ -363,7 +363,7 @@ class Trainer:
             total, count = 0.0, 0
             for batch, ids in source.batches(index_of(epoch), cfg.fft_batch_size, shuffle=True, generator=generator):
                 x = train_tf(batch, generator)
-                if self._channels_last(backbone):
+                if self.channels_last_for(backbone):
                     x = x.contiguous(memory_format=torch.channels_last)
                 ids = ids.to(self.device)
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -376,7 +376,7 @@ class Trainer:
                 self.counters["backbone_forward_images"] += len(ids)
                 self.counters["backbone_backward_images"] += len(ids)
                 total, count = total + float(loss.detach()) * len(ids), count + len(ids)
-            self._epoch_eval(fit, epoch, total / max(1, count),
+            self.record_epoch(fit, epoch, total / max(1, count),
                              lambda s: self.model_logits(model, s, backbone), last=epoch == epochs - 1)
         return fit
 
