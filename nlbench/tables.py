@@ -155,4 +155,4 @@ def render(records: list[dict], *, layout: str = "table1", metric: str = "test_a
     if isinstance(flat.columns, pd.MultiIndex):
         single = len(set(flat.columns.get_level_values(0))) == 1
         flat.columns = [c[1] if single else f"{c[0]} · {c[1]}" for c in flat.columns]
-    return flat.to_markdown(stralign="right")
+    return flat.to_markdown(colalign=("left",) + ("right",) * flat.shape[1])
