@@ -179,6 +179,7 @@ class Trainer:
         self.progress = progress
         self.amp = self.device.type == "cuda" and config.amp == "bf16"
         self._features: dict[tuple[str, int], torch.Tensor] = {}
+        self._frozen_backbone: Backbone | None = None
         self.cache_events: dict[str, str] = {}
         self.counters = {"backbone_forward_images": 0, "backbone_backward_images": 0, "backbones_built": 0}
         self.selections: list[dict] = []
@@ -208,13 +209,16 @@ class Trainer:
         key = self._feature_key(split, view)
 
         def compute() -> np.ndarray:
-            backbone = self.build_backbone()
-            model = backbone.model.to(self.device)
+            # One frozen backbone serves every split and view the cache misses (built on the first miss).
+            if self._frozen_backbone is None:
+                self._frozen_backbone = self.build_backbone()
+                model = self._frozen_backbone.model.to(self.device)
+                if self.channels_last_for(self._frozen_backbone):
+                    model.to(memory_format=torch.channels_last)
+            backbone = self._frozen_backbone
             channels_last = self.channels_last_for(backbone)
-            if channels_last:
-                model = model.to(memory_format=torch.channels_last)
             return extract_features(
-                model, self.images(split), self._transform(backbone, view > 0),
+                backbone.model, self.images(split), self._transform(backbone, view > 0),
                 batch_size=self.config.eval_batch_size, device=self.device, amp=self.amp,
                 channels_last=channels_last, seed=view, counter=self._count_forward,
             )
