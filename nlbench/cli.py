@@ -78,10 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table_text(grid, records, *, metric: str, fmt: str, realized: bool) -> str:
+def _table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:
     from nlbench.tables import METRICS, render
 
-    text = render(records, layout=grid.layout, metric=metric, fmt=fmt, realized=realized)
+    text = render(records, layout=grid.layout, metric=metric, fmt=fmt, realized=realized, paper=paper)
     if fmt == "markdown":
         backbones = ", ".join(dict.fromkeys(r["backbone"] for r in records))
         datasets = ", ".join(dict.fromkeys(r["dataset"] for r in records))
@@ -100,7 +100,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     grid = load_grid(args.grid)
     records = load_records(_results(args), expand(grid, seeds=args.seeds))
-    text = _table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized)
+    text = _table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized, paper=args.paper)
     if args.output:
         atomic_write_bytes(Path(args.output), (text + "\n").encode())
         print(f"wrote {args.output}")
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="markdown", choices=FORMATS)
     p.add_argument("--metric", default="test_acc_best", choices=list(METRICS))
     p.add_argument("--realized", action="store_true", help="show the realized noise rate next to the nominal")
+    p.add_argument("--paper", action="store_true",
+                   help="show the paper's number of each cell in parentheses (Table 1 layout)")
     p.add_argument("--output", help="write the table to this file (atomically) instead of stdout")
     p.set_defaults(func=cmd_table)
 

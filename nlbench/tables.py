@@ -88,6 +88,8 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
                       key=lambda s: (NOISE_ORDER.index(s.split()[0]) if s.split()[0] in NOISE_ORDER else 9, s))
     rows = sorted({(m, k) for m, k in zip(df["mode"], df["method"], strict=True)}, key=lambda t: _row_key(*t))
     realized_by = df.groupby(["backbone", "setting"])["realized"].mean()
+    paper_by = (df.groupby(["mode", "method", "backbone", "setting"])["paper"].first() if "paper" in df
+                else pd.Series(dtype=float))
     columns = []
     for b in backbones:
         for s in settings:
@@ -104,7 +106,10 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
         for r in rows:
             if (*r, b, s) in stats.index:
                 st = stats.loc[(*r, b, s)]
-                col.append(_fmt(st["mean"], st["std"], int(st["count"]), fmt, bold=bool(np.isclose(st["mean"], best))))
+                text = _fmt(st["mean"], st["std"], int(st["count"]), fmt, bold=bool(np.isclose(st["mean"], best)))
+                if (*r, b, s) in paper_by.index and not math.isnan(paper_by[(*r, b, s)]):
+                    text += f" ({paper_by[(*r, b, s)]:.2f})"
+                col.append(text)
             else:
                 col.append("–")
         table[(b, label)] = col
@@ -132,14 +137,53 @@ def real_noise(df: pd.DataFrame, *, fmt: str) -> pd.DataFrame:
     return pd.DataFrame(table, index=pd.Index(backbones, name="backbone"))
 
 
+PAPER_TABLES = {"cifar100": "table1_cifar100", "clothing1m": "clothing1m", "webvision": "webvision"}
+PAPER_METHOD = {"ce": "CE", "gce": "GCE", "elr": "ELR", "dividemix": "DivideMix", "unicon": "UNICON", "turn": "TURN"}
+
+
+def paper_results() -> pd.DataFrame:
+    """Every number of the paper's three tables (transcribed from its summary; shared/spec/paper_results.csv)."""
+    from importlib import resources
+
+    with resources.files("nlbench").joinpath("data/paper_results.csv").open() as f:
+        return pd.read_csv(f)
+
+
+def paper_value(paper: pd.DataFrame, *, dataset: str, backbone: str, noise: str, rate: float, mode: str,
+                method: str, metric: str) -> float:
+    """The paper's number for one cell, or NaN where the paper has none."""
+    table = PAPER_TABLES.get(dataset)
+    if table is None or method not in PAPER_METHOD:
+        return math.nan
+    if table == "table1_cifar100":
+        rows = paper[(paper.table == table) & (paper.noise == noise) & np.isclose(paper.rate.fillna(-1), rate)
+                     & (paper.metric == "test_acc")]
+    else:
+        rows = paper[(paper.table == table) & (paper.metric == metric)]
+    rows = rows[(rows.backbone == backbone) & (rows["mode"] == MODE_LABEL.get(mode, mode))
+                & (rows.method == PAPER_METHOD[method])]
+    return float(rows.value.iloc[0]) if len(rows) else math.nan
+
+
+def with_paper(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Add each record's paper value as column ``paper``."""
+    paper = paper_results()
+    values = [paper_value(paper, dataset=r.dataset, backbone=r.backbone, noise=r.noise, rate=r.rate, mode=r.mode,
+                          method=r.method, metric=metric) for r in df.itertuples()]
+    return df.assign(paper=values)
+
+
 def render(records: list[dict], *, layout: str = "table1", metric: str = "test_acc_best",
-           fmt: str = "markdown", realized: bool = False) -> str:
-    """The leaderboard of ``records`` as markdown, LaTeX (booktabs) or CSV text."""
+           fmt: str = "markdown", realized: bool = False, paper: bool = False) -> str:
+    """The leaderboard of ``records`` as markdown, LaTeX (booktabs) or CSV text; ``paper`` adds the paper's
+    number of each cell in parentheses (where the paper has that cell)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     if not records:
         raise ConfigError("no finished records to tabulate (run the grid first: nlbench run --grid NAME)")
     df = records_frame(records, metric)
+    if paper:
+        df = with_paper(df, metric)
     if layout == "real":
         table = real_noise(df, fmt=fmt)
     else:

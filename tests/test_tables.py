@@ -63,3 +63,15 @@ def test_bad_format_and_empty_records():
         render(RECORDS, fmt="html")
     with pytest.raises(ConfigError, match="no finished records"):
         render([], fmt="markdown")
+
+
+def test_paper_numbers_next_to_ours():
+    records = [rec("fft", "ce", "sym", 0.6, 0, 80.0, backbone="vit_b16"),
+               rec("lp-fft", "turn", "inst", 0.4, 0, 85.0, backbone="vit_b16")]
+    for r in records:
+        r["dataset"] = "cifar100"
+    text = render(records, paper=True)
+    # paper_results.csv: table1_cifar100, vit_b16, FFT CE sym 0.6 = 88.45; LP-FFT TURN inst 0.4 = 87.57
+    assert "**80.00** (88.45)" in text and "**85.00** (87.57)" in text
+    # no paper value for a dataset the paper does not have
+    assert "(" not in render(RECORDS, paper=True).split("\n", 2)[2]
