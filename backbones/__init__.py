@@ -24,7 +24,9 @@ class Backbone:
 
     model: (B, 3, H, W) float → (B, feature_dim) pooled features; input_size: (H, W) the checkpoint
     was trained at; mean/std: per-channel normalisation; interpolation: resize mode;
-    weights_id: what the weights are (hub id + tag, file hash or 'random'), part of cache keys.
+    weights_id: what the weights are (hub id + tag, file hash or 'random'), part of cache keys;
+    tag: the checkpoint tag actually used (the family's default when none was asked for; None for a
+    family with one checkpoint); weights_files: the files the weights were read from.
     """
 
     name: str
@@ -36,6 +38,8 @@ class Backbone:
     interpolation: str
     weights_id: str
     channels_last: bool = False  # conv nets run faster channels_last on CUDA
+    tag: str | None = None
+    weights_files: tuple[str, ...] = ()
 
 
 def create_backbone(
@@ -89,4 +93,4 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 # Import each family explicitly so that a broken file fails loudly.
-from nlbench.backbones import efficientnet  # noqa: E402,F401
+from nlbench.backbones import clip, convnext, efficientnet, msn, resnet, vit  # noqa: E402,F401

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import timm
 import torch
-from nlbench.backbones import Backbone, file_digest, load_state_dict_file, timm_data_config
 
+from nlbench.backbones import Backbone, file_digest, load_state_dict_file, timm_data_config
 from nlbench.errors import ConfigError
 from nlbench.registry import register_backbone
 

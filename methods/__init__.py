@@ -51,4 +51,4 @@ def method_params(method) -> dict[str, Any]:
 
 
 # Import each method explicitly so that a broken file fails loudly.
-from nlbench.methods import ce, elr, gce, turn  # noqa: E402,F401
+from nlbench.methods import ce, cl, dividemix, elr, gce, turn, unicon  # noqa: E402,F401

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from nlbench.methods.ce import cross_entropy
+from nlbench.methods.cl import cl_select
 from nlbench.methods.gce import GCELoss
 
 from nlbench.errors import ConfigError
 from nlbench.registry import register_method
-from nlbench.selection import balanced_subset, select_clean
+from nlbench.selection import balanced_subset, require_cleanlab, select_clean
 from nlbench.train import per_sample_ce
 
 
@@ -21,7 +22,8 @@ class TURN:
 
     1. Phase I: linear probe with GCE(q) on frozen features for ``lp_epochs``.
     2. Per-sample CE of the probe on the noisy training labels → clean set (a GMM posterior above
-       ``tau``, per class or global; or a plain loss threshold).
+       ``tau``, per class or global; or a plain loss threshold; or selector='cl', confident learning on
+       5-fold out-of-fold GCE probe probabilities, which needs ``pip install nlbench[cl]``).
     3. D_clean = ∪_c U(D_clean^c, n), n = min_c |D_clean^c|.
     4. Phase II: full fine-tuning with CE on D_clean for ``fft_epochs``, head initialised from the
        probe. ``resample_each_epoch`` redraws the balanced subset every FFT epoch (the paper does not
@@ -31,7 +33,7 @@ class TURN:
     q: float = 0.7  # GCE paper's default; the TURN summary does not give q
     lp_epochs: int = 20  # paper: E_LP = 20
     fft_epochs: int = 5  # paper: E_FFT = 5
-    selector: str = "gmm"  # our reading of "GMM threshold"; 'loss' is the literal ℓ_i < τ
+    selector: str = "gmm"  # our reading of "GMM threshold"; 'loss' is the literal ℓ_i < τ; 'cl': cleanlab
     tau: float = 0.5  # our choice: the posterior threshold DivideMix uses
     gmm_scope: str = "per_class"  # our choice: each class judged on its own loss scale (README)
     loss_threshold: float | None = None  # for selector='loss'
@@ -40,8 +42,10 @@ class TURN:
 
     def __post_init__(self) -> None:
         GCELoss(self.q)
-        if self.selector not in ("gmm", "loss"):
-            raise ConfigError(f"unknown selector {self.selector!r}; expected one of: gmm, loss")
+        if self.selector not in ("gmm", "loss", "cl"):
+            raise ConfigError(f"unknown selector {self.selector!r}; expected one of: cl, gmm, loss")
+        if self.selector == "cl":
+            require_cleanlab()
         if self.selector == "loss" and self.loss_threshold is None:
             raise ConfigError("TURN selector 'loss' needs loss_threshold")
         if not 0.0 < self.tau < 1.0:
@@ -52,6 +56,10 @@ class TURN:
     def select(self, trainer, head) -> tuple[np.ndarray, np.ndarray]:
         """(clean mask, per-sample CE losses) of the probe on the noisy training set."""
         losses = per_sample_ce(trainer.probe_logits(head, "train"), trainer.labels)
+        if self.selector == "cl":
+            # Confident learning needs out-of-sample probabilities: 5-fold GCE probes (cleanlab's default
+            # fold count) on the cached features, with the phase-I recipe.
+            return cl_select(trainer, folds=5, epochs=self.lp_epochs, criterion=GCELoss(self.q)), losses
         clean = select_clean(losses, trainer.labels, trainer.num_classes, selector=self.selector, tau=self.tau,
                              scope=self.gmm_scope, loss_threshold=self.loss_threshold, seed=trainer.seed)
         return clean, losses

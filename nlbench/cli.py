@@ -64,12 +64,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     results = _results(args)
     cache = Path(args.cache) if args.cache else default_cache_dir()
+    options = None
+    if args.executor == "slurm":
+        from nlbench.cli_cluster import slurm_options
+
+        options = slurm_options(args, grid)
     if args.dry_run:
         from nlbench.runner import describe_plan
 
-        print(describe_plan(grid, results=results, cache=cache, seeds=args.seeds))
+        print(describe_plan(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor,
+                            options=options))
         return 0
-    run_grid(grid, results=results, cache=cache, seeds=args.seeds, progress=_progress(args))
+    if args.executor == "slurm":
+        from nlbench.cli_cluster import run_slurm
+
+        return run_slurm(args, grid, results, cache, options)
+    run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args))
     cells, _ = plan(grid, results, seeds=args.seeds)
     records = load_records(results, cells)
     if records:
@@ -101,6 +111,10 @@ def cmd_table(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     records = load_records(_results(args), expand(grid, seeds=args.seeds))
     text = _table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized, paper=args.paper)
+    if args.plot:
+        from nlbench.plots import leaderboard_bars
+
+        print(f"wrote {leaderboard_bars(records, args.plot, metric=args.metric)}")
     if args.output:
         atomic_write_bytes(Path(args.output), (text + "\n").encode())
         print(f"wrote {args.output}")
@@ -129,9 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run every cell of a grid that is not done yet, then print its table")
     grid_args(p)
     p.add_argument("--cache", help="feature cache folder (default: $NLBENCH_CACHE or ~/.cache/nlbench)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan: cells, which are done, cache state")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan: cells, which are done, cache state; with --executor slurm or debug also "
+                        "the jobs the cells are grouped into and the sbatch parameters")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on a terminal, off when CI is set)")
+    from nlbench.cli_cluster import add_run_arguments
+
+    add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("table", help="leaderboard of a grid's records in the paper's layout")
@@ -142,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true",
                    help="show the paper's number of each cell in parentheses (Table 1 layout)")
     p.add_argument("--output", help="write the table to this file (atomically) instead of stdout")
+    p.add_argument("--plot", help="also save grouped bars of the leaderboard as this PNG file")
     p.set_defaults(func=cmd_table)
 
     # Commands of other areas live beside their code; each module adds its own subparsers.

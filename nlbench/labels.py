@@ -1,31 +1,203 @@
-"""Labels of a cell: the noisy training and validation labels every method of a grid sees."""
+"""Labels of a cell: the noisy training and validation labels every method of a grid sees.
+
+Synthetic noise is drawn once per (dataset identity, noise model, rate, options, seed) and saved with
+its sha256 under ``<cache>/labels/``: the next cell with the same key reads the saved vector (after
+checking its hash), so every method of a grid, on any machine that shares the cache, trains on the very
+same labels, and an audit can compare a record's ``noise_audit`` with the saved vector.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from nlbench.datasets import Dataset
+from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec
-from nlbench.noise import NoisyLabels, apply_noise
+from nlbench.noise import NoisyLabels, apply_noise, label_digest, transition_matrix
+
+# Bump when a noise model's output changes for the same arguments: saved labels of older versions are then
+# recomputed rather than reused.
+LABELS_VERSION = 1
 
 
-def noisy_labels(spec: CellSpec, dataset: Dataset) -> tuple[np.ndarray, np.ndarray, NoisyLabels | None]:
+def noisy_labels(spec: CellSpec, dataset: Dataset, cache: str | Path | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, NoisyLabels | None]:
     """(train labels, val labels, noise result) for the cell.
 
     Synthetic noise is drawn once over train and validation together (the paper splits CIFAR-100's
     noisy 50k into 47.5k/2.5k) from the cell's seed, so every method of a grid sees the same labels.
+    With ``cache`` (the feature-cache root), the drawn vector is saved under ``cache/labels`` and reused.
     """
     n_train = len(dataset.train)
     if dataset.real_noise:
+        if spec.noise != "none":
+            raise ConfigError(f"dataset {dataset.name!r} carries real label noise; use noise model 'none' "
+                              f"(got {spec.noise!r})")
         clean_val = dataset.val.labels if dataset.val.labels is not None else dataset.val.noisy_labels
         val = clean_val if spec.val_labels == "clean" else (
             dataset.val.noisy_labels if dataset.val.noisy_labels is not None else clean_val)
         return dataset.train.noisy_labels, val, None
-    clean = np.concatenate([dataset.train.labels, dataset.val.labels])
-    inputs = None
-    if spec.noise == "inst" and dataset.train.images is not None:
-        inputs = np.concatenate([dataset.train.images, dataset.val.images])
-    result = apply_noise(spec.noise, clean, rate=spec.rate, seed=spec.seed, num_classes=dataset.num_classes,
-                         inputs=inputs, dataset=dataset.name, **spec.noise_options)
+    kind = spec.noise_options.get("inputs_kind", "pixels")
+    result = draw_noise(dataset, spec.noise, spec.rate, spec.seed, spec.noise_options, cache=cache,
+                        inputs=lambda: noise_inputs(dataset, kind, spec=spec, cache=cache), inputs_id=_inputs_id(spec))
     val = dataset.val.labels if spec.val_labels == "clean" else result.labels[n_train:]
     return result.labels[:n_train], val, result
+
+
+def clean_train_val(dataset: Dataset) -> np.ndarray:
+    """(N_train + N_val,) clean labels, train first: what synthetic noise corrupts."""
+    if dataset.train.labels is None or dataset.val.labels is None:
+        raise ConfigError(f"dataset {dataset.name!r} has no clean training labels to corrupt; synthetic noise "
+                          "needs them (a folder/csv dataset: labels='clean')")
+    return np.concatenate([dataset.train.labels, dataset.val.labels])
+
+
+def noise_inputs(dataset: Dataset, kind: str, *, spec: CellSpec | None = None,
+                 cache: str | Path | None = None) -> np.ndarray:
+    """Inputs x of instance-dependent noise over train + val: (N, H, W, C) pixels, or (N, D) backbone
+    features of the cell's backbone (read through the feature cache, the very entries its runs use)."""
+    if kind == "pixels":
+        if dataset.train.images is None or dataset.val.images is None:
+            raise ConfigError(f"inst noise on pixels needs an in-memory dataset; {dataset.name!r} is read by path:"
+                              " use the noise option inputs_kind='features'")
+        return np.concatenate([dataset.train.images, dataset.val.images])
+    if kind == "features":
+        if spec is None or cache is None:
+            raise ConfigError("inst noise on backbone features needs a cell (backbone) and the feature cache; "
+                              "use inputs_kind='pixels' here")
+        return _backbone_features(spec, dataset, Path(cache))
+    raise ConfigError(f"unknown inst inputs_kind {kind!r}; expected one of: features, pixels")
+
+
+def _backbone_features(spec: CellSpec, dataset: Dataset, cache: Path) -> np.ndarray:
+    # Built exactly as run_cell builds its trainer, so the features are the cached ones its LP phase reads.
+    import functools
+
+    from nlbench.backbones import create_backbone
+    from nlbench.features import FeatureCache
+    from nlbench.images import image_source
+    from nlbench.runner import make_feature_key, make_transform
+    from nlbench.train import TrainConfig, Trainer
+
+    placeholder = np.zeros(len(dataset.train), dtype=np.int64)
+    trainer = Trainer(
+        config=TrainConfig(**spec.train), num_classes=dataset.num_classes, labels=placeholder,
+        val_labels=np.zeros(len(dataset.val), dtype=np.int64), test_labels=np.zeros(len(dataset.test), dtype=np.int64),
+        images=lambda split, device: image_source(dataset.split(split), device),
+        backbone_factory=functools.partial(create_backbone, spec.backbone, pretrained=True,
+                                           weights=spec.backbone_weights, tag=spec.backbone_tag),
+        feature_cache=FeatureCache(cache), feature_key=make_feature_key(spec, dataset),
+        transform=make_transform(spec, dataset), seed=spec.seed, log=lambda _msg: None,
+    )
+    return np.concatenate([trainer.features("train").cpu().numpy(), trainer.features("val").cpu().numpy()])
+
+
+def _inputs_id(spec: CellSpec) -> dict | None:
+    """What the inst inputs depend on beyond the dataset: the backbone, for feature inputs."""
+    if spec.noise != "inst" or spec.noise_options.get("inputs_kind", "pixels") != "features":
+        return None
+    from nlbench.runner import weights_identity
+
+    return {"backbone": spec.backbone, "weights": weights_identity(spec), "train": spec.train.get("input_size")}
+
+
+def labels_key(dataset: Dataset, model: str, rate: float, seed: int, options: dict,
+               inputs_id: dict | None = None) -> dict:
+    """Everything that determines a noisy label vector (a mapping file enters by its content)."""
+    opts = {k: options[k] for k in sorted(options)}
+    mapping = options.get("mapping_file")
+    if mapping is not None and Path(str(mapping)).is_file():
+        opts["mapping_file_sha256"] = hashlib.sha256(Path(str(mapping)).read_bytes()).hexdigest()
+    return {"version": LABELS_VERSION, "dataset": dataset.identity, "noise": model, "rate": float(rate),
+            "seed": int(seed), "options": opts, "inputs": inputs_id}
+
+
+def labels_path(cache: str | Path, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = str(key["dataset"].get("dataset", "data"))
+    return Path(cache) / "labels" / name / f"{key['noise']}{key['rate']:g}-seed{key['seed']}-{digest}.npz"
+
+
+def draw_noise(dataset: Dataset, model: str, rate: float, seed: int, options: dict, *,
+               inputs: np.ndarray | Callable[[], np.ndarray] | None = None, cache: str | Path | None = None,
+               inputs_id: dict | None = None) -> NoisyLabels:
+    """Noisy labels over train + val (train first) of ``dataset``; saved once under ``cache`` and reused.
+
+    ``inputs``: the inst model's inputs, or a function giving them (called only when the labels are drawn);
+    default: the dataset's pixels. ``inputs_id``: what they depend on beyond the dataset (a backbone)."""
+    clean = clean_train_val(dataset)
+    key = labels_key(dataset, model, rate, seed, options, inputs_id)
+    path = labels_path(cache, key) if cache is not None else None
+    if path is not None:
+        saved = load_saved(path, key, clean, dataset.num_classes)
+        if saved is not None:
+            return saved
+    if model != "inst":
+        inputs = None
+    elif inputs is None:
+        inputs = noise_inputs(dataset, options.get("inputs_kind", "pixels"))
+    elif callable(inputs):
+        inputs = inputs()
+    result = apply_noise(model, clean, rate=rate, seed=seed, num_classes=dataset.num_classes,
+                         inputs=inputs, dataset=dataset.name, **options)
+    if path is not None:
+        save(path, key, result)
+    return result
+
+
+def save(path: Path, key: dict, result: NoisyLabels) -> None:
+    """Write the label vector (.npz) and then its key and hash (.json, the commit mark), each atomically."""
+    from nlbench.features import atomic_write_bytes
+
+    buf = io.BytesIO()
+    arrays = {"labels": result.labels}
+    if result.expected_transition is not None:
+        arrays["expected_transition"] = result.expected_transition
+    if result.flip_probability is not None:
+        arrays["flip_probability"] = result.flip_probability
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    meta = {"key": key, "sha256": result.digest, "n": len(result.labels), "model": result.model,
+            "convention": result.convention, "rate": result.rate, "realized_rate": round(result.realized_rate, 6)}
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=1, default=str).encode())
+
+
+def load_saved(path: Path, key: dict, clean: np.ndarray, num_classes: int) -> NoisyLabels | None:
+    """The saved result for ``key``, or None when absent; a file whose key, length or hash does not match is
+    reported and ignored (it is then recomputed and overwritten)."""
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        labels = arrays["labels"].astype(np.int64)
+    except (OSError, ValueError, KeyError) as exc:
+        warnings.warn(f"saved noisy labels {path} are unreadable ({exc}); drawing them again", stacklevel=3)
+        return None
+    if json.loads(json.dumps(key, default=str)) != meta.get("key"):
+        return None
+    problem = None
+    if len(labels) != len(clean) or meta.get("n") != len(clean):
+        problem = f"{len(labels)} labels for {len(clean)} samples"
+    elif label_digest(labels) != meta.get("sha256"):
+        problem = f"sha256 {label_digest(labels)[:12]}… differs from the recorded {str(meta.get('sha256'))[:12]}…"
+    elif len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        problem = "labels out of range"
+    if problem:
+        warnings.warn(f"saved noisy labels {path}: {problem}; drawing them again", stacklevel=3)
+        return None
+    return NoisyLabels(
+        labels=labels, is_noisy=labels != clean, transition=transition_matrix(clean, labels, num_classes),
+        model=meta["model"], rate=float(meta["rate"]), convention=meta["convention"],
+        expected_transition=arrays.get("expected_transition"), flip_probability=arrays.get("flip_probability"),
+        digest=meta["sha256"], options=dict(key["options"]),
+    )

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -21,9 +22,11 @@ import numpy as np
 import torch
 
 from nlbench.backbones import create_backbone, file_digest
+from nlbench.checkpoint import checkpoint_dir, remove_checkpoints
 from nlbench.datasets import Dataset, load_dataset
+from nlbench.errors import ConfigError
 from nlbench.features import FeatureCache, FeatureKey, default_cache_dir
-from nlbench.grids import CellSpec, Grid, expand
+from nlbench.grids import CellSpec, Grid, expand, grid_files
 from nlbench.images import image_source
 from nlbench.labels import noisy_labels
 from nlbench.methods import build_method
@@ -102,7 +105,7 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
     """Run one cell and write its record atomically; returns the record."""
     start = time.perf_counter()
     dataset = load_dataset(spec.dataset, **spec.dataset_options)
-    train_labels, val_labels, noise = noisy_labels(spec, dataset)
+    train_labels, val_labels, noise = noisy_labels(spec, dataset, cache)
     config = TrainConfig(**spec.train)
     trainer = Trainer(
         config=config,
@@ -120,6 +123,9 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
         log=log,
         progress=progress,
     )
+    trainer.nominal_noise = (spec.noise, spec.rate)
+    # Fine-tuning checkpoints every epoch here; a re-run of an interrupted cell resumes from them.
+    trainer.checkpoint_dir = checkpoint_dir(results, spec)
     torch.manual_seed(spec.seed)
     method = build_method(spec.method, spec.mode, spec.method_params)
     fit = method.run(trainer, spec.mode)
@@ -154,10 +160,14 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
             "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
             "feature_cache": trainer.cache_events,
             **trainer.counters,
+            # Per-epoch fine-tuning seconds (the SLURM time-limit check reads them) and resume points.
+            "fft_epoch_s": trainer.fft_epoch_seconds or [],
+            "resumed_from": trainer.resumed_from or [],
         },
         "env": environment(),
     }
     write_record(record_path(Path(results), spec), record)
+    remove_checkpoints(results, spec)  # only once the record is safely on disk
     return record
 
 
@@ -176,14 +186,23 @@ def plan(grid: Grid, results: Path, *, seeds: int | None = None) -> tuple[list[C
 
 
 def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int | None = None,
-             progress: bool = False, log: Callable[[str], None] = print) -> list[dict]:
-    """Run every cell of ``grid`` that has no current record, one after another in this process."""
+             executor: str = "local", progress: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+    """Run every cell of ``grid`` that has no current record, in this process.
+
+    executor: 'local' calls ``run_cell`` cell after cell; 'debug' runs the same jobs SLURM would (cells
+    grouped, ``CellJob``) through submitit's DebugExecutor, in-process, with pdb on an error. A cell
+    killed half-way resumes from its last fine-tuning checkpoint on the next run; finished cells are
+    never run again. Returns the new records."""
+    if executor not in ("local", "debug"):
+        raise ConfigError(f"run_grid runs in-process executors (local, debug); got {executor!r} (see submit_grid)")
     cache = Path(cache) if cache is not None else default_cache_dir()
     cells, todo = plan(grid, results, seeds=seeds)
     if not todo:
         log(f"grid {grid.name}: all {len(cells)} cells are done; nothing to run")
         return []
     log(f"grid {grid.name}: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} done)")
+    if executor == "debug":
+        return _run_debug(grid, todo, results=Path(results), cache=cache, log=log)
     from tqdm.auto import tqdm
 
     records = []
@@ -194,14 +213,127 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
     return records
 
 
-def describe_plan(grid: Grid, *, results: Path, cache: Path, seeds: int | None = None) -> str:
-    """The dry-run report: every cell with its state, and the feature-cache state of each LP input."""
+def _run_debug(grid: Grid, todo: list[CellSpec], *, results: Path, cache: Path,
+               log: Callable[[str], None]) -> list[dict]:
+    from nlbench.executors import CellJob, group_cells, log_folder, make_executor, state_dir
+    from nlbench.records import read_record
+
+    state_dir(results, grid.name).mkdir(parents=True, exist_ok=True)
+    executor = make_executor("debug", log_folder(results, grid.name), None, name=f"nlbench-{grid.name}")
+    groups = group_cells(todo)
+    jobs = [executor.submit(CellJob(), list(g.cells), str(results), str(cache)) for g in groups]
+    for group, job in zip(groups, jobs, strict=True):
+        log(f"debug job {job.job_id}: {group.label}")
+        job.result()  # runs the job here; submitit's DebugJob opens pdb on an exception
+    return [r for c in todo if (r := read_record(record_path(results, c))) is not None]
+
+
+@dataclass
+class Submission:
+    """What ``submit_grid`` did: the groups it submitted with their job ids, and every cell's status
+    before submitting."""
+
+    groups: list = field(default_factory=list)  # list[JobGroup]
+    job_ids: list[str] = field(default_factory=list)
+    before: list = field(default_factory=list)  # list[CellStatus]
+
+
+def check_results_folder(results: Path, log: Callable[[str], None] = print) -> None:
+    """SLURM jobs write records into ``results`` from the compute nodes: it must exist (we don't create a
+    folder that may be on the wrong filesystem) and should not be node-local storage."""
+    results = Path(results)
+    if not results.is_dir():
+        raise ConfigError(f"results folder {str(results)!r} does not exist; for --executor slurm it must be an "
+                          f"existing folder on a filesystem the compute nodes share (create it: mkdir -p {results})")
+    resolved = results.resolve()
+    node_local = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+    if any(resolved == Path(p) or Path(p) in resolved.parents for p in node_local):
+        log(f"warning: results folder {resolved} is on node-local storage: jobs on other nodes will not see it "
+            f"(fine on a single-node cluster)")
+
+
+def submit_grid(grid: Grid, *, results: Path, options, cache: Path | None = None, seeds: int | None = None,
+                log: Callable[[str], None] = print) -> Submission:
+    """Submit every cell that is neither done nor queued/running to SLURM as one job array.
+
+    ``options`` is a resolved ``executors.SlurmOptions``. Holds the grid's state lock from the status query
+    to the state update, so concurrent submissions cannot both submit a cell. sbatch's error is raised
+    verbatim as ConfigError, with nothing recorded."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    from nlbench.executors import CellJob, check_time_limit, group_cells, log_folder, make_executor, state_dir
+    from nlbench.status import SubmissionState, cell_statuses
+
+    check_results_folder(Path(results), log)
+    # Absolute paths: jobs may start in another directory, and status may be asked from anywhere.
+    results = Path(results).resolve()
+    cache = (Path(cache) if cache is not None else default_cache_dir()).resolve()
     cells, todo = plan(grid, results, seeds=seeds)
+    # Checks that need no cluster come first: a bad time limit or a host without SLURM fail fast.
+    check_time_limit(group_cells(todo), options, results)
+    folder = log_folder(results, grid.name)
+    executor = make_executor("slurm", folder, options, name=f"nlbench-{grid.name}")
+    state = SubmissionState(results, grid.name)
+    state_dir(results, grid.name).mkdir(parents=True, exist_ok=True)
+    with state.locked():
+        before = cell_statuses(cells, results)
+        status_of = {s.cell_id: s for s in before}
+        to_run = [c for c in cells if status_of[c.cell_id].status in ("pending", "failed")]
+        busy = sum(1 for s in before if s.status in ("queued", "running"))
+        done = sum(1 for s in before if s.status == "done")
+        if not to_run:
+            log(f"grid {grid.name}: nothing to submit ({done} done, {busy} queued or running)")
+            return Submission(before=before)
+        groups = group_cells(to_run)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        existing = set(folder.parent.iterdir())
+        try:
+            with executor.batch():
+                jobs = [executor.submit(CellJob(), list(g.cells), str(results), str(cache)) for g in groups]
+        except (FailedJobError, FailedSubmissionError) as exc:
+            for path in set(folder.parent.iterdir()) - existing:  # pickles and sbatch file of the refused array
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+            raise ConfigError(f"sbatch refused the submission of grid {grid.name!r}: {str(exc).strip()}") from None
+        state.record_submissions({
+            c.cell_id: {"job_id": job.job_id, "config_hash": c.config_hash, "log_folder": str(folder)}
+            for job, g in zip(jobs, groups, strict=True) for c in g.cells
+        })
+    array = jobs[0].job_id.split("_")[0]
+    log(f"grid {grid.name}: submitted {len(to_run)} cell(s) as {len(groups)} job(s) (SLURM job {array}"
+        f"{f', array of {len(groups)}' if len(groups) > 1 else ''}); {done} done, {busy} already queued or running")
+    for job, g in zip(jobs, groups, strict=True):
+        log(f"  {job.job_id}: {g.label}")
+    registered = str(grid_files().get(grid.name)) == grid.source
+    log(f"  logs: {folder}\n  follow with: nlbench status --grid {grid.name if registered else grid.source} "
+        f"--results {results}")
+    return Submission(groups=groups, job_ids=[j.job_id for j in jobs], before=before)
+
+
+def describe_plan(grid: Grid, *, results: Path, cache: Path, seeds: int | None = None, executor: str = "local",
+                  options=None) -> str:
+    """The dry-run report: every cell with its state, the feature-cache state of each LP input and, for
+    --executor slurm/debug, the jobs the cells are grouped into and the sbatch parameters.
+
+    Built from sections (lists of lines) so that more (a cost estimate) can be appended."""
+    cells, todo = plan(grid, results, seeds=seeds)
+    sections = [_cells_section(grid, cells, todo, results, cache), _features_section(cells, cache)]
+    if executor in ("slurm", "debug"):
+        sections.append(_jobs_section(grid, todo, results, executor, options))
+    return "\n".join(line for section in sections for line in section)
+
+
+def _cells_section(grid: Grid, cells: list[CellSpec], todo: list[CellSpec], results: Path, cache: Path) -> list[str]:
     pending = {c.cell_id for c in todo}
     lines = [f"grid {grid.name} ({grid.source}): {len(cells)} cells, {len(cells) - len(todo)} done, "
              f"{len(todo)} to run", f"results: {results}/{grid.name}/records   feature cache: {cache}"]
     for c in cells:
         lines.append(f"  [{'todo' if c.cell_id in pending else 'done'}] {c.cell_id}")
+    return lines
+
+
+def _features_section(cells: list[CellSpec], cache: Path) -> list[str]:
+    lines = []
     feature_cache = FeatureCache(cache)
     seen = set()
     for c in cells:
@@ -217,4 +349,34 @@ def describe_plan(grid: Grid, *, results: Path, cache: Path, seeds: int | None =
         for split in ("train", "val", "test"):
             hit = feature_cache.load(key(split, 0), len(dataset.split(split))) is not None
             lines.append(f"  features {c.backbone}/{c.dataset}/{split}: {'cached' if hit else 'to compute'}")
-    return "\n".join(lines)
+    return lines
+
+
+def _jobs_section(grid: Grid, todo: list[CellSpec], results: Path, executor: str, options) -> list[str]:
+    from nlbench.executors import (
+        SlurmOptions,
+        check_time_limit,
+        group_cells,
+        log_folder,
+        options_summary,
+        sbatch_preview,
+    )
+
+    groups = group_cells(todo)
+    lines = [f"jobs ({executor}): {len(groups)} job(s) for {len(todo)} cell(s) "
+             f"(LP cells sharing a feature cache run together; every other cell is a job of its own)"]
+    for k, g in enumerate(groups):
+        lines.append(f"  job {k}: {g.label}")
+        if g.kind == "lp":
+            lines += [f"      {c.cell_id}" for c in g.cells]
+    if executor == "slurm" and groups:
+        options = options or SlurmOptions()
+        if not Path(results).is_dir():
+            lines.append(f"note: results folder {results} does not exist; create it on a filesystem the compute "
+                         f"nodes share before submitting")
+        lines.append(f"slurm options: {options_summary(options)}")
+        lines.append(f"sbatch parameters (one array of {len(groups)} task(s)):")
+        lines += [f"  {line}" for line in sbatch_preview(options, folder=log_folder(results, grid.name),
+                                                           name=f"nlbench-{grid.name}", array_size=len(groups))]
+        lines += check_time_limit(groups, options, results)
+    return lines

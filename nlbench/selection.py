@@ -1,10 +1,20 @@
-"""Clean-sample selection from per-sample losses, shared by TURN, DivideMix and UNICON."""
+"""Clean-sample selection, shared by TURN, DivideMix, UNICON and confident learning.
+
+GMM posterior over per-sample losses (DivideMix, TURN), a loss threshold, confident learning via
+cleanlab (optional, AGPL-3.0: ``pip install nlbench[cl]``), and UNICON's Jensen-Shannon divergence with
+its per-class uniform quota.
+"""
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 
 from nlbench.errors import ConfigError
+
+CL_MISSING = ("confident learning needs the optional package cleanlab (AGPL-3.0, kept out of the core): "
+              "pip install nlbench[cl]")
 
 
 def gmm_clean_probability(losses: np.ndarray, *, seed: int = 0, max_iter: int = 10, tol: float = 1e-2,
@@ -37,20 +47,27 @@ def select_clean(
     scope: str = "per_class",
     loss_threshold: float | None = None,
     seed: int = 0,
+    pred_probs: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) bool mask of samples judged clean.
 
     selector='gmm': keep a sample when the low-loss component's posterior exceeds ``tau``; the GMM is
     fitted over each class's losses (scope='per_class') or over all samples (scope='global').
     selector='loss': keep a sample when its loss is below ``loss_threshold``.
+    selector='cl': confident learning (``confident_clean``) on ``pred_probs`` (N, C), which must be
+    out-of-sample predicted probabilities (e.g. K-fold); ``losses`` are then unused.
     """
     losses = np.asarray(losses, dtype=np.float64)
     if selector == "loss":
         if loss_threshold is None:
             raise ConfigError("selector 'loss' needs loss_threshold")
         return losses < loss_threshold
+    if selector == "cl":
+        if pred_probs is None:
+            raise ConfigError("selector 'cl' needs out-of-fold predicted probabilities (pred_probs)")
+        return confident_clean(labels, pred_probs)
     if selector != "gmm":
-        raise ConfigError(f"unknown selector {selector!r}; expected one of: gmm, loss (cl: nlbench[cl])")
+        raise ConfigError(f"unknown selector {selector!r}; expected one of: cl, gmm, loss")
     if not 0.0 < tau < 1.0:
         raise ConfigError(f"tau must lie in (0, 1); got {tau}")
     if scope == "global":
@@ -85,4 +102,83 @@ def balanced_subset(clean: np.ndarray, labels: np.ndarray, num_classes: int, *, 
         pools.append(pool)
     n = min(len(p) for p in pools) if pools else 0
     chosen = [rng.choice(p, size=n, replace=False) for p in pools]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+# ------------------------------------------------------------------ confident learning (cleanlab)
+def require_cleanlab() -> None:
+    """Raise ConfigError with the install hint when cleanlab is missing (checked without importing it)."""
+    if importlib.util.find_spec("cleanlab") is None:
+        raise ConfigError(CL_MISSING)
+
+
+CL_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+
+
+def confident_clean(labels: np.ndarray, pred_probs: np.ndarray, *,
+                    filter_by: str = "prune_by_noise_rate") -> np.ndarray:
+    """(N,) bool mask of samples confident learning keeps (Northcutt, Jiang, Chuang, JAIR 2021).
+
+    labels: (N,) given (noisy) labels; pred_probs: (N, C) out-of-sample predicted probabilities, rows
+    summing to 1. Calls ``cleanlab.filter.find_label_issues`` (its default ``filter_by``) and keeps
+    the samples it does not flag. cleanlab is imported here, lazily: it is AGPL-3.0 and optional.
+    """
+    if filter_by not in CL_FILTERS:
+        raise ConfigError(f"unknown cleanlab filter_by {filter_by!r}; expected one of: {', '.join(CL_FILTERS)}")
+    require_cleanlab()
+    from cleanlab.filter import find_label_issues
+
+    labels = np.asarray(labels, dtype=np.int64)
+    pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    if pred_probs.ndim != 2 or len(pred_probs) != len(labels):
+        raise ValueError(f"pred_probs must be (N, C) with N = {len(labels)}; got {pred_probs.shape}")
+    issues = find_label_issues(labels, pred_probs, filter_by=filter_by)
+    return ~np.asarray(issues, dtype=bool)
+
+
+# ------------------------------------------------------------------ UNICON: JSD + uniform selection
+def jsd_to_labels(probs: np.ndarray, labels: np.ndarray, *, base: float = 2.0) -> np.ndarray:
+    """(N,) Jensen-Shannon divergence between each prediction (N, C) and its one-hot given label.
+
+    JSD(y, p) = ½ KL(y ‖ m) + ½ KL(p ‖ m), m = (y + p) / 2 (UNICON, Karim et al., CVPR 2022, Eq. 1).
+    With ``base`` 2 (the paper's) it lies in [0, 1]: 0 when p is the label, 1 when p gives it 0.
+    Terms with a zero factor count as 0 (0·log 0 = 0).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.zeros_like(p)
+    y[np.arange(len(p)), np.asarray(labels, dtype=np.int64)] = 1.0
+    m = 0.5 * (p + y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_y = np.where(y > 0, y * np.log(y / m), 0.0).sum(1)
+        kl_p = np.where(p > 0, p * np.log(p / m), 0.0).sum(1)
+    return (0.5 * (kl_y + kl_p)) / np.log(base)
+
+
+def unicon_selection_ratio(jsd: np.ndarray, *, d_u: float, tau: float) -> tuple[float, float]:
+    """(cutoff, selection ratio) of UNICON's uniform selection.
+
+    d_cutoff = d_avg − (d_avg − d_min)/τ when the average divergence d_avg exceeds d_u (heavy noise:
+    select fewer), else d_avg; the selection ratio is the fraction of samples with d < d_cutoff (one
+    minus UNICON's filter rate R).
+    """
+    jsd = np.asarray(jsd, dtype=np.float64)
+    if not 0.0 < d_u < 1.0:
+        raise ConfigError(f"UNICON d_u must lie in (0, 1); got {d_u}")
+    if tau < 1.0:
+        raise ConfigError(f"UNICON tau must be ≥ 1; got {tau}")
+    avg = float(jsd.mean())
+    cutoff = avg - (avg - float(jsd.min())) / tau if avg > d_u else avg
+    return cutoff, float((jsd < cutoff).mean())
+
+
+def uniform_selection(jsd: np.ndarray, labels: np.ndarray, num_classes: int, ratio: float) -> np.ndarray:
+    """Sorted indices of UNICON's class-uniform clean set: from every class the ⌊ratio·N/C⌋ samples with
+    the lowest divergence (all of a class's samples when it holds fewer). Ties keep index order."""
+    jsd = np.asarray(jsd, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    quota = int(ratio * len(jsd) / num_classes)
+    chosen = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        chosen.append(members[np.argsort(jsd[members], kind="stable")[:quota]])
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)

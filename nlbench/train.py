@@ -9,8 +9,10 @@ validation epoch and at the last one (the paper's "best / last").
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -329,6 +331,16 @@ class Trainer:
                              last=epoch == epochs - 1)
         return fit
 
+    # Where fine_tune checkpoints each epoch (set by the runner to the cell's checkpoint folder); None:
+    # no checkpoints. Each fine_tune call of a cell gets its own file, numbered in call order, which is
+    # the same on every attempt because everything before it is seeded.
+    checkpoint_dir: Path | None = None
+    # Filled by fine_tune: seconds of each training epoch (the runner's time-limit estimate reads them
+    # from records) and the (call, epoch) each resumed phase restarted from.
+    fft_epoch_seconds: list[float] | None = None
+    resumed_from: list[dict] | None = None
+    _fine_tune_calls: int = 0
+
     def fine_tune(
         self,
         criterion: Criterion,
@@ -339,9 +351,20 @@ class Trainer:
         desc: str = "FFT",
     ) -> Fit:
         """Fine-tune a fresh pre-trained backbone and a linear head (initialised from ``head`` when given)
-        on the training samples ``index`` (an array, or a function of the epoch for re-drawn subsets)."""
+        on the training samples ``index`` (an array, or a function of the epoch for re-drawn subsets).
+
+        With ``checkpoint_dir`` set, the state after every epoch is saved (nlbench.checkpoint), and a
+        call that finds its checkpoint resumes after the saved epoch: the model, optimiser, scheduler,
+        random states, criterion state, history, subsets and selections are restored, so the fit ends as
+        it would have without the interruption."""
+        from nlbench import checkpoint as ckpt
+
         cfg = self.config
         epochs = cfg.fft_epochs if epochs is None else epochs
+        call = self._fine_tune_calls
+        self._fine_tune_calls = call + 1
+        if self.fft_epoch_seconds is None:
+            self.fft_epoch_seconds = []
         backbone = self.build_backbone()
         torch.manual_seed(self.seed)
         new_head = nn.Linear(backbone.feature_dim, self.num_classes)
@@ -351,9 +374,12 @@ class Trainer:
         if self.channels_last_for(backbone):
             model = model.to(memory_format=torch.channels_last)
         forward = torch.compile(model) if cfg.compile else model
-        index_of = index if callable(index) else (lambda _e, a=index: np.arange(self.num_train) if a is None else a)
-        steps = sum(math.ceil(len(index_of(e)) / cfg.fft_batch_size) for e in range(epochs)) if callable(index) \
-            else epochs * math.ceil(len(index_of(0)) / cfg.fft_batch_size)
+        # The training subset of each epoch, drawn once in epoch order (a callable may re-draw per epoch).
+        if callable(index):
+            subsets = [np.asarray(index(e)) for e in range(epochs)]
+        else:
+            subsets = [np.arange(self.num_train) if index is None else np.asarray(index)] * epochs
+        steps = sum(math.ceil(len(s) / cfg.fft_batch_size) for s in subsets)
         opt = make_optimizer(cfg.fft_optimizer, model.parameters(), lr=cfg.fft_lr,
                              weight_decay=cfg.fft_weight_decay, momentum=cfg.momentum, device=self.device)
         sched = make_scheduler(cfg.scheduler, opt, steps)
@@ -362,10 +388,40 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.seed)
         fit = Fit(model=model)
         source = self.images("train")
-        for epoch in tqdm(range(epochs), desc=desc, disable=not self.progress, leave=False):
+
+        path = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"fine_tune-{call}.pt"
+        fingerprint = {"call": call, "epochs": epochs, "steps": steps, "num_train": self.num_train, "desc": desc,
+                       "subset_sizes": [len(s) for s in subsets]}
+        first_epoch = 0
+        state = ckpt.load_checkpoint(path, self.device) if path is not None else None
+        if state is not None and state.get("fingerprint") != fingerprint:
+            self.log(f"{desc}: ignoring checkpoint {path} (it belongs to a different run: "
+                     f"{state.get('fingerprint')} != {fingerprint})")
+            state = None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            ckpt.set_criterion_state(criterion, state["criterion"])
+            subsets = [s.cpu().numpy() for s in state["subsets"]]
+            if len(subsets) == 1:
+                subsets = subsets * epochs
+            self.selections = ckpt.restore_selections(state["selections"])
+            self.counters.update(state["counters"])
+            self.fft_epoch_seconds = list(state["epoch_seconds"])
+            fit.history = list(state["history"])
+            fit.best_epoch, fit.val_acc_best = state["best_epoch"], state["val_acc_best"]
+            fit.test_acc_best, fit.test_acc_last = state["test_acc_best"], state["test_acc_last"]
+            first_epoch = state["epoch"]
+            ckpt.set_rng_state(state["rng"], generator)
+            self.resumed_from = (self.resumed_from or []) + [{"call": call, "epoch": first_epoch}]
+            self.log(f"{desc}: resumed from {path} after epoch {first_epoch} of {epochs}")
+
+        for epoch in tqdm(range(first_epoch, epochs), desc=desc, disable=not self.progress, leave=False):
+            started = time.perf_counter()
             model.train()
             total, count = 0.0, 0
-            for batch, ids in source.batches(index_of(epoch), cfg.fft_batch_size, shuffle=True, generator=generator):
+            for batch, ids in source.batches(subsets[epoch], cfg.fft_batch_size, shuffle=True, generator=generator):
                 x = train_tf(batch, generator)
                 if self.channels_last_for(backbone):
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -382,7 +438,33 @@ class Trainer:
                 total, count = total + float(loss.detach()) * len(ids), count + len(ids)
             self.record_epoch(fit, epoch, total / max(1, count),
                              lambda s: self.model_logits(model, s, backbone), last=epoch == epochs - 1)
+            self.fft_epoch_seconds.append(round(time.perf_counter() - started, 3))
+            if path is not None:
+                ckpt.save_checkpoint(path, {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "criterion": ckpt.criterion_state(criterion),
+                    "rng": ckpt.rng_state(generator),
+                    "subsets": [torch.from_numpy(np.asarray(s)) for s in
+                                (subsets if callable(index) else subsets[:1])],
+                    "selections": ckpt.selections_state(self.selections),
+                    "counters": dict(self.counters),
+                    "epoch_seconds": list(self.fft_epoch_seconds),
+                    "history": fit.history,
+                    "best_epoch": fit.best_epoch,
+                    "val_acc_best": fit.val_acc_best,
+                    "test_acc_best": fit.test_acc_best,
+                    "test_acc_last": fit.test_acc_last,
+                })
         return fit
+
+    # The cell's nominal noise setting (model, rate), set by the runner. Methods whose published
+    # defaults depend on it read it (DivideMix's λ_u per noise rate, the confidence penalty under
+    # asymmetric noise); None outside a grid cell. Which samples are noisy stays hidden.
+    nominal_noise: tuple[str, float] | None = None
 
 
 def per_sample_ce(logits: torch.Tensor, labels: np.ndarray | torch.Tensor) -> np.ndarray:

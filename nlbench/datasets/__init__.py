@@ -2,6 +2,12 @@
 
 Small datasets keep their images in memory as uint8 arrays (N, H, W, C) so that the engine can move
 them to the accelerator once and augment there; large ones list image paths.
+
+Registered: ``digits`` (embedded), ``cifar10``/``cifar100`` (torchvision pickle batches),
+``cifar10n``/``cifar100n`` (CIFAR-N human labels, CC BY-NC 4.0), ``fashion_mnist`` (idx files; Debian's
+``dataset-fashion-mnist`` by default), ``clothing1m`` and ``webvision`` (annotation/list files, images by
+path), and ``folder``/``csv`` for a user's own images. Each loader's ``identity`` dict determines the
+dataset's contents (it keys the feature cache and the saved noisy labels).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ class Dataset:
     hflip: bool = True  # horizontal flip is label-preserving (not for digits)
     real_noise: bool = False  # train labels are noisy as given; no synthetic noise is applied
     identity: dict = field(default_factory=dict)
+    # Further evaluation sets beside ``test`` (WebVision: the matching ImageNet validation classes).
+    extra_tests: dict[str, Split] = field(default_factory=dict)
 
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):
@@ -84,5 +92,28 @@ def stratified_subsample(labels: np.ndarray, size: int | None, seed: int) -> np.
     return np.sort(keep)
 
 
+def holdout(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) sorted indices: a seeded, class-stratified hold-out of ``size`` items (the
+    validation split carved from a training set, as the paper's 47.5k / 2.5k CIFAR split)."""
+    n = len(labels)
+    if not 0 < size < n:
+        raise ConfigError(f"hold-out size {size} must lie in (0, {n})")
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 and size >= (counts > 0).sum() else None
+    keep, out = train_test_split(np.arange(n), test_size=size, stratify=stratify, random_state=seed)
+    return np.sort(keep), np.sort(out)
+
+
+def check_size(name: str, option: str, value: object, available: int) -> int | None:
+    """Validate a subsample size option: None, or an int in [1, available]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= available:
+        raise ConfigError(f"dataset {name!r}: {option}={value!r} must be an integer in [1, {available}] or unset")
+    return value
+
+
 # Import each loader module explicitly so that a broken one fails loudly.
-from nlbench.datasets import digits  # noqa: E402,F401
+from nlbench.datasets import cifar, cifarn, clothing1m, custom, digits, fashion_mnist, files, webvision  # noqa: E402,F401,I001

@@ -1,0 +1,113 @@
+"""Shared builder of the timm-hosted backbones (ViT-B/16, MAE ViT-B/16, ConvNeXt-T, ResNet-50).
+
+Each checkpoint is a timm ``arch.tag`` name; timm's pretrained config of that tag gives the hub id, the
+licence and the preprocessing (``resolve_data_config``). The model is built with ``num_classes=0``, so
+its forward returns timm's pre-logits feature: what the linear probe reads and what the fine-tuning head
+sits on. Weights are read from a local file, the weights folder or the Hugging Face cache (``hub.py``) and
+loaded strictly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import timm
+import torch
+
+from nlbench.backbones import Backbone, file_digest, load_state_dict_file, timm_data_config
+from nlbench.backbones.hub import hub_file, load_strict, state_mismatch, strip_prefix, weights_dir_file
+from nlbench.errors import ConfigError
+
+# timm's hub repositories hold model.safetensors; older ones pytorch_model.bin (timm's own search order).
+HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
+
+
+def pretrained_cfg(arch: str, tag: str):
+    """timm's PretrainedCfg of ``arch.tag`` (None when timm does not know the tag)."""
+    return timm.models.get_pretrained_cfg(f"{arch}.{tag}")
+
+
+def timm_tags(arch: str) -> list[str]:
+    """The pretrained tags timm knows for ``arch``."""
+    return sorted(name.split(".", 1)[1] for name in timm.list_pretrained(f"{arch}.*"))
+
+
+def resolve_tag(name: str, arch: str, tag: str | None, default_tag: str, allowed: tuple[str, ...] | None) -> str:
+    """``tag`` or the default, checked against timm's tags of ``arch`` (and ``allowed`` where the family
+    fixes its checkpoint)."""
+    tag = default_tag if tag is None else tag
+    choices = list(allowed) if allowed is not None else timm_tags(arch)
+    if tag not in choices:
+        raise ConfigError(f"backbone {name!r}: unknown tag {tag!r}; expected one of: {', '.join(choices)}")
+    return tag
+
+
+def drop_classifier(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Remove the classifier tensors named by the model's pretrained config (head, head.fc, fc, …)."""
+    classifiers = model.pretrained_cfg.get("classifier") or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    own = set(model.state_dict())
+    drop = {f"{c}.{p}" for c in classifiers for p in ("weight", "bias")} - own
+    return {k: v for k, v in state.items() if k not in drop}
+
+
+def load_timm_weights(model: torch.nn.Module, path: str | Path, *, backbone: str) -> None:
+    """Load a checkpoint file strictly into a timm model built with ``num_classes=0``.
+
+    Accepts timm's hub checkpoints (classifier dropped) and a backbone's own ``state_dict``; other layouts
+    (an original repository's, e.g. MAE's ``mae_pretrain_vit_base.pth``) go through timm's
+    ``checkpoint_filter_fn`` of the architecture first, where it has one.
+    """
+    state = drop_classifier(strip_prefix(load_state_dict_file(path)), model)
+    if state_mismatch(model, state):
+        filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            try:
+                state = drop_classifier(filter_fn(state, model), model)
+            except Exception:  # a format the filter does not know either: report the original mismatch below
+                pass
+    load_strict(model, state, backbone=backbone, source=str(path))
+
+
+def build_timm_backbone(
+    name: str,
+    arch: str,
+    *,
+    pretrained: bool,
+    weights: str | None,
+    tag: str | None,
+    default_tag: str,
+    allowed_tags: tuple[str, ...] | None = None,
+    channels_last: bool = False,
+    **model_kwargs,
+) -> Backbone:
+    """A ``Backbone`` of timm's ``arch.tag`` with weights from ``weights``, the weights folder or the hub."""
+    tag = resolve_tag(name, arch, tag, default_tag, allowed_tags)
+    cfg = pretrained_cfg(arch, tag)
+    # Built with the tag's pretrained config attached (no download), so that resolve_data_config reads the
+    # checkpoint's own preprocessing even for random weights.
+    model = timm.create_model(f"{arch}.{tag}", pretrained=False, num_classes=0, **model_kwargs)
+    files: tuple[str, ...] = ()
+    if weights is not None:
+        load_timm_weights(model, weights, backbone=name)
+        weights_id, files = f"file:{file_digest(weights)}", (str(weights),)
+    elif pretrained:
+        path = weights_dir_file(name, tag)
+        if path is None:
+            if not cfg.hf_hub_id:
+                raise ConfigError(f"backbone {name!r}: timm tag {tag!r} has no hub copy; pass its weights as a file")
+            path = hub_file(name, tag, default_tag, cfg.hf_hub_id, HUB_FILENAMES)
+        load_timm_weights(model, path, backbone=name)
+        weights_id, files = f"timm:{arch}.{tag}", (str(path),)
+    else:
+        weights_id = "random"
+    model.eval()
+    return Backbone(name=name, model=model, feature_dim=model.num_features, weights_id=weights_id,
+                    channels_last=channels_last, tag=tag, weights_files=files, **timm_data_config(model))
+
+
+def timm_licence(arch: str, tag: str) -> str:
+    """The licence timm's pretrained config records for ``arch.tag`` (the hub card's)."""
+    cfg = pretrained_cfg(arch, tag)
+    return (cfg.license if cfg is not None else None) or "not stated"

@@ -1,0 +1,113 @@
+"""Confident learning (Northcutt, Jiang, Chuang, JAIR 2021) via cleanlab: prune flagged labels, train on the rest.
+
+cleanlab is AGPL-3.0 and optional (``pip install nlbench[cl]``); it is imported lazily, only when a
+selection runs, so the core package never loads it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from nlbench.methods.ce import cross_entropy
+from torch import nn
+
+from nlbench.errors import ConfigError
+from nlbench.registry import register_method
+from nlbench.selection import CL_FILTERS, confident_clean, require_cleanlab
+from nlbench.train import Criterion, make_optimizer, make_scheduler
+
+
+def out_of_fold_probs(trainer, *, folds: int = 5, epochs: int | None = None,
+                      criterion: Criterion = cross_entropy) -> np.ndarray:
+    """(N, C) out-of-fold predicted probabilities of linear probes on the cached view-0 features.
+
+    The training set is split into ``folds`` stratified (by noisy label), seeded folds; for each, a fresh
+    linear head is trained on the other folds with ``criterion`` and the engine's LP recipe (optimiser,
+    learning rate, batch size, schedule; ``epochs`` defaults to lp_epochs) and predicts its held-out
+    fold. No backbone pass beyond the feature cache.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    cfg = trainer.config
+    epochs = cfg.lp_epochs if epochs is None else epochs
+    feats = trainer.features("train")
+    labels = np.asarray(trainer.labels)
+    y = torch.as_tensor(labels, device=trainer.device)
+    counts = np.bincount(labels, minlength=trainer.num_classes)
+    # Stratify where every present class can fill every fold; otherwise plain shuffled folds.
+    splitter = (StratifiedKFold if counts[counts > 0].min() >= folds else KFold)(
+        n_splits=folds, shuffle=True, random_state=trainer.seed)
+    probs = np.zeros((trainer.num_train, trainer.num_classes))
+    generator = torch.Generator().manual_seed(trainer.seed)
+    for fold, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        torch.manual_seed(trainer.seed + fold)
+        head = nn.Linear(feats.shape[1], trainer.num_classes).to(trainer.device)
+        opt = make_optimizer(cfg.lp_optimizer, head.parameters(), lr=cfg.lp_lr, weight_decay=cfg.lp_weight_decay,
+                             momentum=cfg.momentum, device=trainer.device)
+        sched = make_scheduler(cfg.scheduler, opt, epochs * math.ceil(len(fit_idx) / cfg.lp_batch_size))
+        index = torch.as_tensor(fit_idx)
+        for _ in range(epochs):
+            ids = index[torch.randperm(len(index), generator=generator)].to(trainer.device)
+            for start in range(0, len(ids), cfg.lp_batch_size):
+                batch = ids[start : start + cfg.lp_batch_size]
+                loss = criterion(head(feats[batch]), y[batch], batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        with torch.no_grad():
+            held = torch.as_tensor(held_idx, device=trainer.device)
+            probs[held_idx] = torch.softmax(head(feats[held]).float(), 1).cpu().numpy()
+    return probs
+
+
+def cl_select(trainer, *, folds: int = 5, epochs: int | None = None, criterion: Criterion = cross_entropy,
+              filter_by: str = "prune_by_noise_rate") -> np.ndarray:
+    """(N,) bool mask confident learning keeps, from out-of-fold probe probabilities."""
+    probs = out_of_fold_probs(trainer, folds=folds, epochs=epochs, criterion=criterion)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cleanlab warns about tiny classes; the mask is what counts
+        return confident_clean(trainer.labels, probs, filter_by=filter_by)
+
+
+@register_method("cl", modes=("fft", "lp"))
+@dataclass(frozen=True)
+class CL:
+    """Confident learning: cleanlab flags label issues from out-of-fold probe probabilities; CE on the rest.
+
+    1. K-fold linear probes (CE, the engine's LP recipe) on cached features give out-of-sample
+       predicted probabilities of every training sample.
+    2. ``cleanlab.filter.find_label_issues(labels, pred_probs, filter_by=...)`` flags likely label
+       errors; the kept set is the rest (logged as the selection, epoch 0).
+    3. A linear probe (lp) or full fine-tuning (fft) with CE on the kept set.
+    """
+
+    folds: int = 5  # cleanlab's default cv_n_folds
+    filter_by: str = "prune_by_noise_rate"  # cleanlab's default
+    probe_epochs: int | None = None  # None: the grid's lp_epochs
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ConfigError(f"CL folds must be ≥ 2; got {self.folds}")
+        if self.filter_by not in CL_FILTERS:
+            raise ConfigError(f"CL filter_by {self.filter_by!r}; expected one of: {', '.join(CL_FILTERS)}")
+        if self.probe_epochs is not None and self.probe_epochs < 1:
+            raise ConfigError(f"CL probe_epochs must be ≥ 1; got {self.probe_epochs}")
+        require_cleanlab()
+
+    def run(self, trainer, mode: str):
+        keep = cl_select(trainer, folds=self.folds, epochs=self.probe_epochs, filter_by=self.filter_by)
+        trainer.log_selection(keep, epoch=0, phase="cl")
+        index = np.flatnonzero(keep)
+        if len(index) == 0:
+            raise RuntimeError("confident learning flagged every training sample; nothing left to train on")
+        if mode == "lp":
+            fit = trainer.linear_probe(cross_entropy, index=index, desc="CL LP")
+        else:
+            fit = trainer.fine_tune(cross_entropy, index=index, desc="CL FFT")
+        fit.extra["kept"] = int(len(index))
+        return fit

@@ -1,0 +1,126 @@
+"""Training checkpoints: what a preempted or killed cell needs to finish as if it had never stopped.
+
+Full fine-tuning saves one checkpoint per epoch under ``<results>/<grid>/checkpoints/<cell_id>-<config
+hash>/``: model, optimiser and scheduler state, every random number generator the loop draws from
+(torch CPU and CUDA, the loop's own generator, NumPy, Python), the epoch reached, the evaluation
+history so far, the criterion's persistent tensors (ELR's targets), the per-epoch training subsets and
+the trainer's logged selections. A checkpoint is written to a temporary name and renamed, so a kill
+during the write leaves the previous one intact. The runner deletes the folder once the cell's record
+is written.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nlbench.grids import CellSpec
+
+
+def checkpoint_dir(results: str | Path, spec: CellSpec) -> Path:
+    """Folder of one cell's checkpoints; the config hash keeps a changed cell from resuming a stale run."""
+    return Path(results) / spec.grid / "checkpoints" / f"{spec.cell_id}-{spec.config_hash}"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (tensors on ``device``), or None when absent or unreadable.
+
+    Only tensors, containers and plain values are stored, so the file loads with ``weights_only=True``
+    (no pickled code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception:  # a foreign or damaged file: start over rather than crash the cell
+        return None
+
+
+def remove_checkpoints(results: str | Path, spec: CellSpec) -> None:
+    shutil.rmtree(checkpoint_dir(results, spec), ignore_errors=True)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random state a training epoch may draw from, in a ``weights_only``-loadable form."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+def criterion_state(criterion: Any) -> dict[str, Any]:
+    """The persistent state of a training criterion: its ``state_dict()`` if it has one, else its tensor
+    and array attributes (ELR's per-sample targets); a plain function has none."""
+    if hasattr(criterion, "state_dict") and callable(criterion.state_dict):
+        return {"state_dict": criterion.state_dict()}
+    attrs = {}
+    for name, value in getattr(criterion, "__dict__", {}).items():
+        if isinstance(value, torch.Tensor):
+            attrs[name] = value.detach().clone()
+        elif isinstance(value, np.ndarray):
+            attrs[name] = torch.from_numpy(value.copy())
+    return {"attrs": attrs, "numpy": sorted(k for k, v in getattr(criterion, "__dict__", {}).items()
+                                           if isinstance(v, np.ndarray))}
+
+
+def set_criterion_state(criterion: Any, state: dict[str, Any]) -> None:
+    if "state_dict" in state:
+        criterion.load_state_dict(state["state_dict"])
+        return
+    for name, value in state["attrs"].items():
+        if name in state["numpy"]:
+            value = value.cpu().numpy()
+        else:
+            current = getattr(criterion, name, None)
+            value = value.to(current.device) if isinstance(current, torch.Tensor) else value
+        setattr(criterion, name, value)
+
+
+def selections_state(selections: list[dict]) -> list[dict]:
+    return [{"phase": s["phase"], "epoch": int(s["epoch"]), "mask": torch.from_numpy(np.asarray(s["mask"]))}
+            for s in selections]
+
+
+def restore_selections(state: list[dict]) -> list[dict]:
+    return [{"phase": s["phase"], "epoch": s["epoch"], "mask": s["mask"].cpu().numpy()} for s in state]

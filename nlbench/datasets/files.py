@@ -1,0 +1,239 @@
+"""Files on disk: image sources read by path, list-file readers, root resolution, checksums and the
+findings that ``nlbench prepare`` prints.
+
+``PathImages`` is the ``ImageSource`` of datasets that list image paths (Clothing1M, WebVision, a
+user's folder or CSV): a torch DataLoader with worker processes decodes each image with PIL, fits it to a
+fixed square (shorter side resized to ``size``, centre crop), and yields uint8 (B, C, H, W) batches on
+the device, the same interface as ``nlbench.images.TensorImages``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nlbench.errors import ConfigError
+
+# Images read by path are fitted to LOAD_SIZE × LOAD_SIZE before the batch transform resizes them to the
+# backbone's input (the usual Resize(256) + CenterCrop(224) pipeline's first step). Loaders record it in
+# their identity, so it is part of every feature-cache key.
+LOAD_SIZE = 256
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: the image at ``path`` in RGB, shorter side resized to ``size`` (bilinear),
+    centre-cropped. Raises ConfigError naming the file when it cannot be read."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when the file is much larger
+            rgb = im.convert("RGB")
+            fitted = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
+            return np.array(fitted, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ConfigError(f"cannot read image {path}: {exc}") from None
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, paths: Sequence[str], ids: np.ndarray, size: int) -> None:
+        self.paths, self.ids, self.size = paths, ids, size
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        i = int(self.ids[k])
+        return torch.from_numpy(load_image(self.paths[i], self.size)).permute(2, 0, 1), i
+
+
+def default_workers() -> int:
+    """Decoding workers: all CPUs but one for the main process, at most 8."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+class PathImages:
+    """Images of a split read from their paths: ``batches`` yields (uint8 (B, 3, size, size) on ``device``,
+    sample ids (B,)), decoded by ``num_workers`` DataLoader workers (default: CPUs − 1, at most 8)."""
+
+    def __init__(self, paths: Sequence[str], device: torch.device, *, size: int = LOAD_SIZE,
+                 num_workers: int | None = None) -> None:
+        self.paths = list(paths)
+        self.device = torch.device(device)
+        self.size = size
+        self.num_workers = default_workers() if num_workers is None else num_workers
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batches(
+        self, index: np.ndarray, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        ids = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        if shuffle:
+            # The order comes from the caller's generator, as in TensorImages, so runs are reproducible.
+            ids = ids[torch.randperm(len(ids), generator=generator)]
+        loader = torch.utils.data.DataLoader(
+            _Images(self.paths, ids.numpy(), self.size), batch_size=batch_size, shuffle=False,
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False, prefetch_factor=4 if self.num_workers else None,
+        )
+        for images, batch_ids in loader:
+            yield images.to(self.device, non_blocking=True), batch_ids
+
+
+# --------------------------------------------------------------------------- roots and list files
+def resolve_root(name: str, root: str | os.PathLike | None, *, where: str = "") -> Path:
+    """The folder of dataset ``name``: ``root`` when given, else ``$NLBENCH_DATA/<name>``.
+
+    Raises ConfigError saying how to point nlbench at the files."""
+    if root is not None:
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"dataset {name!r}: root {str(root)!r} is not a folder"
+                              f" (`nlbench prepare {name} --root DIR` checks a folder){where}")
+        return path
+    env = os.environ.get("NLBENCH_DATA")
+    if env and (Path(env) / name).is_dir():
+        return Path(env) / name
+    raise ConfigError(
+        f"dataset {name!r} needs its files: pass the dataset option root=DIR (in a grid: "
+        f"[dataset_options.{name}] root = \"DIR\") or put them in $NLBENCH_DATA/{name}"
+        f" (NLBENCH_DATA is {'unset' if not env else repr(env)}); `nlbench prepare {name} --root DIR`"
+        f" says what is missing{where}"
+    )
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty, stripped lines of a text file; ConfigError naming the file when it is missing."""
+    if not path.is_file():
+        raise ConfigError(f"missing file {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def read_pairs(path: Path, num_classes: int | None = None) -> list[tuple[str, int]]:
+    """``key label`` lines of a list file as (key, label) pairs; labels checked against [0, num_classes)."""
+    pairs = []
+    for n, line in enumerate(read_lines(path), 1):
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise ConfigError(f"{path}:{n}: expected 'KEY LABEL', got {line!r}")
+        try:
+            label = int(parts[1])
+        except ValueError:
+            raise ConfigError(f"{path}:{n}: label {parts[1]!r} is not an integer") from None
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            raise ConfigError(f"{path}:{n}: label {label} is outside [0, {num_classes})")
+        pairs.append((parts[0], label))
+    return pairs
+
+
+# --------------------------------------------------------------------------- checksums
+def md5_file(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_digest(paths: Iterable[Path]) -> str:
+    """sha256 over the names and contents of ``paths`` (annotation and list files), 16 hex digits."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def arrays_digest(*arrays: np.ndarray) -> str:
+    """blake2b over the shapes, dtypes and bytes of ``arrays``, 16 hex digits: the content of an
+    in-memory dataset, independent of where its files lie."""
+    h = hashlib.blake2b(digest_size=8)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def strings_digest(items: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for s in items:
+        h.update(s.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- prepare findings
+@dataclass(frozen=True)
+class Finding:
+    """One line of ``nlbench prepare``. status: 'ok', 'missing' (a file or folder is absent) or 'bad'
+    (present but wrong: checksum, count, format)."""
+
+    status: str
+    item: str
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def __str__(self) -> str:
+        return f"[{self.status}] {self.item}: {self.detail}"
+
+
+def ok(item: str, detail: str) -> Finding:
+    return Finding("ok", item, detail)
+
+
+def missing(item: str, detail: str = "missing") -> Finding:
+    return Finding("missing", item, detail)
+
+
+def bad(item: str, detail: str) -> Finding:
+    return Finding("bad", item, detail)
+
+
+def check_md5(path: Path, expected: str | Sequence[str], item: str | None = None) -> Finding:
+    """Finding for a file against its published md5 (any of several accepted)."""
+    item = item or str(path)
+    if not path.is_file():
+        return missing(item, f"missing ({path})")
+    got = md5_file(path)
+    accepted = [expected] if isinstance(expected, str) else list(expected)
+    if got in accepted:
+        return ok(item, f"md5 {got} as published")
+    return bad(item, f"md5 {got} differs from the published {accepted[0]} (truncated or altered file)")
+
+
+def check_count(item: str, got: int, expected: int) -> Finding:
+    if got == expected:
+        return ok(item, f"{got:,} entries as published")
+    return bad(item, f"{got:,} entries; the published dataset has {expected:,}")
+
+
+def check_paths_exist(root: Path, keys: Sequence[str], item: str, *, sample: int = 1000, seed: int = 0) -> Finding:
+    """Whether the image files of ``keys`` exist under ``root`` (a seeded sample of ``sample`` of them:
+    a stat of every file of a million-image set takes minutes on network storage)."""
+    if not keys:
+        return bad(item, "no entries")
+    rng = np.random.default_rng(seed)
+    picked = keys if len(keys) <= sample else [keys[i] for i in rng.choice(len(keys), sample, replace=False)]
+    absent = [k for k in picked if not (root / k).is_file()]
+    what = f"all {len(picked):,}" if len(picked) == len(keys) else f"a sample of {len(picked):,}"
+    if absent:
+        return missing(item, f"{len(absent)} of {what} image files missing under {root}, e.g. "
+                             f"{', '.join(absent[:3])}")
+    return ok(item, f"{what} image files present")

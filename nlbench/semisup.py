@@ -1,0 +1,368 @@
+"""Semi-supervised pieces shared by DivideMix and UNICON, and the two-network plumbing of both.
+
+Formulas (B labelled, B_u unlabelled samples, C classes):
+
+- sharpen(p, T)_c = p_c^{1/T} / Σ_j p_j^{1/T}  (MixMatch, Berthelot et al. 2019)
+- co-refinement: ȳ = w·y + (1 − w)·p̄, p̄ the network's own prediction averaged over M augmented views,
+  w the clean probability from the *other* network's division; target = sharpen(ȳ, T) (DivideMix Eq. 3-4)
+- co-guessing: q̄ = mean of both networks' predictions over M views of an unlabelled sample;
+  target = sharpen(q̄, T) (DivideMix Eq. 5)
+- MixMatch mixup: λ ~ Beta(α, α), λ' = max(λ, 1 − λ), x' = λ' x_a + (1 − λ') x_b (DivideMix Eq. 6-8), so
+  a mixed sample stays closer to its first member
+- L_X = −mean_b Σ_c t_bc log softmax(z_b)_c; L_U = mean over samples *and classes* of (softmax(z) − t)²
+  (MixMatch's 1/(C·|U'|) normalisation, which the λ_u values of both papers are tuned with)
+- uniform prior L_reg = Σ_c π_c log(π_c / p̄_c), π_c = 1/C, p̄ the batch-mean prediction (DivideMix Eq. 11)
+- confidence penalty (warm-up, asymmetric noise) −H(p) = mean_b Σ_c p_bc log p_bc (DivideMix §3.3)
+- contrastive loss (SimCLR NT-Xent, UNICON Eq. 8): for 2B L2-normalised embeddings of two views,
+  ℓ_i = −log exp(s_{i,j(i)}/κ) / Σ_{a≠i} exp(s_{i,a}/κ), averaged over all 2B anchors
+- λ_u ramp: λ_u · clip((t − warm-up) / ramp, 0, 1), t in fractional epochs (reference code of both)
+
+``NetworkPair`` holds the two networks of a run in either mode. In ``lp`` mode a network is a linear
+head on frozen features and an "augmented view" of a training image is one of K cached feature views
+(``Trainer.features('train', k)``, k = 1..K, computed once and kept in the feature cache); mixup then
+mixes features, the inputs of the trainable part. In ``fft`` mode a network is a fresh pre-trained
+backbone with a linear head (and, for UNICON, a projection head) and views are drawn on the fly by the
+engine's augmentation (random crop, flip where label-preserving).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlbench.errors import ConfigError
+from nlbench.train import Classifier, Fit, make_optimizer, make_scheduler
+
+
+# --------------------------------------------------------------------------- formulas
+def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
+    """(B, C) → (B, C): temperature sharpening p^{1/T} renormalised per row."""
+    pt = p.clamp_min(0) ** (1.0 / T)
+    return pt / pt.sum(1, keepdim=True)
+
+
+def co_refine(labels_onehot: torch.Tensor, w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """(B, C): w·y + (1 − w)·p with w (B,) or (B, 1) the clean probability (before sharpening)."""
+    w = w.reshape(-1, 1).to(p.dtype)
+    return w * labels_onehot + (1.0 - w) * p
+
+
+def co_guess(probs: list[torch.Tensor]) -> torch.Tensor:
+    """(B, C): the mean of several (B, C) predictions (both networks × M views; before sharpening)."""
+    return torch.stack(probs).mean(0)
+
+
+def mixup_lambda(alpha: float, rng: np.random.Generator) -> float:
+    """λ' = max(λ, 1 − λ), λ ~ Beta(α, α): MixMatch's mixing weight, always ≥ 0.5."""
+    lam = float(rng.beta(alpha, alpha))
+    return max(lam, 1.0 - lam)
+
+
+def mix(inputs: torch.Tensor, targets: torch.Tensor, lam: float, perm: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix each row with row ``perm[i]``: λ'·a + (1 − λ')·a[perm] for inputs and targets alike."""
+    return lam * inputs + (1.0 - lam) * inputs[perm], lam * targets + (1.0 - lam) * targets[perm]
+
+
+def semi_losses(logits_x: torch.Tensor, targets_x: torch.Tensor, logits_u: torch.Tensor,
+                targets_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_X, L_U): soft cross-entropy on the mixed labelled part, mean squared error on the mixed
+    unlabelled part (mean over samples and classes; 0 when there is no unlabelled part)."""
+    lx = -(F.log_softmax(logits_x, dim=1) * targets_x).sum(1).mean()
+    lu = ((torch.softmax(logits_u, dim=1) - targets_u) ** 2).mean() if len(logits_u) else logits_x.sum() * 0.0
+    return lx, lu
+
+
+def uniform_prior_penalty(logits: torch.Tensor) -> torch.Tensor:
+    """Σ_c π_c log(π_c / p̄_c) with π uniform and p̄ the mean softmax of the batch: KL(π ‖ p̄) ≥ 0."""
+    prior = torch.full((logits.shape[1],), 1.0 / logits.shape[1], device=logits.device)
+    mean = torch.softmax(logits, dim=1).mean(0)
+    return (prior * torch.log(prior / mean)).sum()
+
+
+def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """mean_b Σ_c p log p: adding it to the warm-up loss penalises confident predictions."""
+    p = torch.softmax(logits, dim=1)
+    return (p * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR NT-Xent of two views (B, d) each: every one of the 2B embeddings (L2-normalised here) has
+    its other view as positive and the remaining 2B − 2 as negatives; mean over the 2B anchors."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = len(z1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, positive)
+
+
+def linear_rampup(current: float, warmup: float, length: float, lambda_u: float) -> float:
+    """λ_u · clip((current − warmup) / length, 0, 1); ``current`` in fractional epochs."""
+    if length <= 0:
+        return lambda_u if current >= warmup else 0.0
+    return lambda_u * float(np.clip((current - warmup) / length, 0.0, 1.0))
+
+
+def scaled_schedule(epochs: int, *, ref_epochs: int, ref_warmup: int, ref_rampup: float,
+                    warmup: int | None, rampup: float | None) -> tuple[int, float]:
+    """(warm-up epochs, λ_u ramp length in epochs) for a run of ``epochs``.
+
+    The papers' schedules train from scratch for ``ref_epochs`` with ``ref_warmup`` warm-up epochs and a
+    ``ref_rampup``-epoch ramp; here both keep their fraction of the budget: warm-up =
+    round(E·ref_warmup/ref_epochs) clipped to [1, E − 1] (E ≥ 2), ramp = E·ref_rampup/ref_epochs.
+    Explicit values win.
+    """
+    if warmup is None:
+        warmup = round(epochs * ref_warmup / ref_epochs)
+        warmup = max(1, min(warmup, epochs - 1)) if epochs >= 2 else epochs
+    if rampup is None:
+        rampup = epochs * ref_rampup / ref_epochs
+    return int(warmup), float(rampup)
+
+
+def onehot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return F.one_hot(labels, num_classes).float()
+
+
+def check_unit_interval(name: str, value: float, method: str) -> None:
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"{method} {name} must lie in (0, 1); got {value}")
+
+
+# --------------------------------------------------------------------------- networks
+class CoNet(nn.Module):
+    """One network: optional encoder (the backbone in fft mode; none in lp mode, whose inputs are
+    features), a linear classifier and an optional projection head for a contrastive loss."""
+
+    def __init__(self, encoder: nn.Module | None, head: nn.Linear, projection: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.projection = projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x) if self.encoder is not None else x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedding for the contrastive loss: the projection head on the encoder's features, or the
+        logits where there is no projection head (lp mode: the head is the only trainable map)."""
+        z = self.encoder(x) if self.encoder is not None else x
+        return self.projection(z) if self.projection is not None else self.head(z)
+
+
+class NetworkPair:
+    """Two networks, their optimisers and schedules, and the views they train on, in 'lp' or 'fft' mode.
+
+    views: K, the number of cached augmented feature views in lp mode (ignored in fft mode, where
+    every draw is a fresh augmentation). projection_dim: add a projection head Linear(D, d) +
+    BatchNorm1d(d) in fft mode (UNICON's). Seeds: both heads start from different seeded draws
+    (seed, seed + 1), as two independently initialised networks must.
+    """
+
+    def __init__(self, trainer, mode: str, *, views: int, epochs: int, projection_dim: int | None = None) -> None:
+        if mode not in ("lp", "fft"):
+            raise ConfigError(f"two-network training runs in mode lp or fft; got {mode!r}")
+        if views < 1:
+            raise ConfigError(f"views (K) must be ≥ 1; got {views}")
+        self.trainer, self.mode, self.views = trainer, mode, views
+        cfg = trainer.config
+        self.device = trainer.device
+        self.nets: list[CoNet] = []
+        self.backbones = []
+        if mode == "lp":
+            # (K, N, D) on the device: view k-1 of sample i is bank[k-1, i]. Features of view 0 (un-augmented,
+            # for division and evaluation) and of val/test come from the same cache.
+            self.bank = torch.stack([trainer.features("train", k) for k in range(1, views + 1)])
+            for split in ("train", "val", "test"):
+                trainer.features(split)
+            dim = self.bank.shape[2]
+            for k in range(2):
+                torch.manual_seed(trainer.seed + k)
+                self.nets.append(CoNet(None, nn.Linear(dim, trainer.num_classes)).to(self.device))
+            opt_name, lr, wd = cfg.lp_optimizer, cfg.lp_lr, cfg.lp_weight_decay
+            self.batch_size = cfg.lp_batch_size
+        else:
+            for k in range(2):
+                backbone = trainer.build_backbone()
+                torch.manual_seed(trainer.seed + k)
+                head = nn.Linear(backbone.feature_dim, trainer.num_classes)
+                projection = None
+                if projection_dim:
+                    projection = nn.Sequential(nn.Linear(backbone.feature_dim, projection_dim),
+                                               nn.BatchNorm1d(projection_dim))
+                net = CoNet(backbone.model, head, projection).to(self.device)
+                if trainer.channels_last_for(backbone):
+                    net = net.to(memory_format=torch.channels_last)
+                self.nets.append(net)
+                self.backbones.append(backbone)
+            self.train_tf = trainer._transform(self.backbones[0], cfg.augment)
+            self.channels_last = trainer.channels_last_for(self.backbones[0])
+            opt_name, lr, wd = cfg.fft_optimizer, cfg.fft_lr, cfg.fft_weight_decay
+            self.batch_size = cfg.fft_batch_size
+        self.opts = [make_optimizer(opt_name, net.parameters(), lr=lr, weight_decay=wd, momentum=cfg.momentum,
+                                    device=self.device) for net in self.nets]
+        # Stepped once per epoch: the number of steps per epoch changes with each division.
+        self.scheds = [make_scheduler(cfg.scheduler, opt, epochs) for opt in self.opts]
+        self.generator = torch.Generator().manual_seed(trainer.seed)
+        self.rng = np.random.default_rng(trainer.seed)
+        self.labels = torch.as_tensor(trainer.labels, device=self.device)
+
+    # ------------------------------------------------------------- inputs
+    def draw(self, ids: torch.Tensor, count: int) -> list[torch.Tensor]:
+        """``count`` augmented views of the training samples ``ids``: in lp mode distinct cached views per
+        sample where K ≥ count (drawn at random per sample), in fft mode fresh augmentations."""
+        if self.mode == "lp":
+            order = torch.rand(len(ids), self.views, generator=self.generator).argsort(1)
+            picks = order[:, torch.arange(count) % self.views].to(self.device)
+            rows = ids.to(self.device)
+            return [self.bank[picks[:, j], rows] for j in range(count)]
+        batch, _ = next(iter(self.trainer.images("train").batches(ids.cpu().numpy(), len(ids), shuffle=False)))
+        out = []
+        for _ in range(count):
+            x = self.train_tf(batch, self.generator)
+            out.append(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
+        return out
+
+    # ------------------------------------------------------------- forward passes
+    def forward(self, k: int, x: torch.Tensor, *, grad: bool = False, embed: bool = False) -> torch.Tensor:
+        """Logits (or contrastive embeddings) of network k on a batch of inputs; counts backbone passes."""
+        net = self.nets[k]
+        with torch.set_grad_enabled(grad), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                                          enabled=self.trainer.amp and self.mode == "fft"):
+            out = net.embed(x) if embed else net(x)
+        if self.mode == "fft":
+            self.trainer.counters["backbone_forward_images"] += len(x)
+            if grad:
+                self.trainer.counters["backbone_backward_images"] += len(x)
+        return out.float()
+
+    @torch.no_grad()
+    def eval_logits(self, k: int, split: str) -> torch.Tensor:
+        """(N, C) logits of network k on un-augmented ``split`` (view 0)."""
+        if self.mode == "lp":
+            return self.trainer.probe_logits(self.nets[k].head, split)
+        return self.trainer.model_logits(Classifier(self.nets[k].encoder, self.nets[k].head), split,
+                                         self.backbones[k])
+
+    def mean_logits(self, split: str) -> torch.Tensor:
+        """The two networks' average logits: the prediction both papers test (argmax of their sum)."""
+        return 0.5 * (self.eval_logits(0, split) + self.eval_logits(1, split))
+
+    def train_mode(self, k: int) -> None:
+        """Network k trains, the other one only guesses (reference code of both papers: net.train(),
+        net2.eval())."""
+        self.nets[k].train()
+        self.nets[1 - k].eval()
+
+    def step(self, k: int, loss: torch.Tensor) -> None:
+        self.opts[k].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opts[k].step()
+
+    def end_epoch(self) -> None:
+        for s in self.scheds:
+            s.step()
+
+    # ------------------------------------------------------------- warm-up
+    def warmup_epoch(self, k: int, *, confidence_penalty: bool) -> float:
+        """One CE epoch of network k over all training samples (one augmented view each, batches of 2B as
+        in both reference codes), plus the confidence penalty for asymmetric noise. Mean loss."""
+        self.train_mode(k)
+        n = self.trainer.num_train
+        ids_all = torch.randperm(n, generator=self.generator)
+        total = 0.0
+        size = 2 * self.batch_size
+        for start in range(0, n, size):
+            ids = ids_all[start : start + size]
+            if len(ids) < 2 and self.mode == "fft":
+                continue  # a batch norm in train mode cannot normalise a single sample
+            (x,) = self.draw(ids, 1)
+            logits = self.forward(k, x, grad=True)
+            loss = F.cross_entropy(logits, self.labels[ids.to(self.device)])
+            if confidence_penalty:
+                loss = loss + negative_entropy(logits)
+            self.step(k, loss)
+            total += float(loss.detach()) * len(ids)
+        return total / max(1, n)
+
+    # ------------------------------------------------------------- one semi-supervised epoch
+    def mixmatch_epoch(self, k: int, *, labelled: np.ndarray, weights: np.ndarray, unlabelled: np.ndarray,
+                       T: float, alpha: float, lambda_u: float, epoch: int, warmup: int, rampup: float,
+                       unlabelled_batch: int | None = None, lambda_c: float = 0.0,
+                       contrastive_temperature: float = 0.05, separate_mix_views: bool = False) -> float:
+        """Train network k for one pass over its labelled set (⌈|X|/B⌉ steps; the unlabelled set is cycled).
+
+        labelled/unlabelled: indices into the training set; weights: (|X|,) clean probability of each
+        labelled sample for co-refinement. Per step: two views of each sample, co-refinement (own network)
+        and co-guessing (both networks), MixMatch with λ', L_X + λ_u(t)·L_U + L_reg (+ λ_c·L_C on two
+        further views of the unlabelled batch, UNICON). ``separate_mix_views``: mix and contrast two
+        further views instead of the guessing views (UNICON's strong views). Returns the mean loss.
+        """
+        if len(labelled) == 0:
+            return float("nan")
+        self.train_mode(k)
+        o = 1 - k
+        B = self.batch_size
+        ub = min(unlabelled_batch or B, len(unlabelled))
+        num_iter = math.ceil(len(labelled) / B)
+        x_order = torch.as_tensor(labelled)[torch.randperm(len(labelled), generator=self.generator)]
+        w_all = torch.zeros(self.trainer.num_train)
+        w_all[torch.as_tensor(labelled)] = torch.as_tensor(weights, dtype=torch.float32)
+        u_pool = torch.as_tensor(unlabelled, dtype=torch.long)
+        u_order, u_at = (u_pool[torch.randperm(len(u_pool), generator=self.generator)] if len(u_pool) else u_pool), 0
+        C = self.trainer.num_classes
+        total = 0.0
+        for it in range(num_iter):
+            x_ids = x_order[it * B : (it + 1) * B]
+            w = w_all[x_ids].to(self.device)
+            y = onehot(self.labels[x_ids.to(self.device)], C)
+            if ub > 0:
+                if u_at + ub > len(u_order):  # cycle the unlabelled set, reshuffled
+                    u_order, u_at = u_pool[torch.randperm(len(u_pool), generator=self.generator)], 0
+                u_ids = u_order[u_at : u_at + ub]
+                u_at += ub
+            else:
+                u_ids = torch.zeros(0, dtype=torch.long)
+            x1, x2 = self.draw(x_ids, 2)
+            u1, u2 = self.draw(u_ids, 2) if len(u_ids) else (x1[:0], x2[:0])
+            with torch.no_grad():
+                # Both views in one forward: a batch norm in train mode needs more than one sample.
+                nb, nu = len(x_ids), len(u_ids)
+                px = torch.softmax(self.forward(k, torch.cat([x1, x2])), 1)
+                targets_x = sharpen(co_refine(y, w, co_guess([px[:nb], px[nb:]])), T)
+                if nu:
+                    pu = [torch.softmax(self.forward(j, torch.cat([u1, u2])), 1) for j in (k, o)]
+                    targets_u = sharpen(co_guess([p[s] for p in pu for s in (slice(0, nu), slice(nu, None))]), T)
+                else:
+                    targets_u = targets_x[:0]
+            if separate_mix_views:
+                x1, x2 = self.draw(x_ids, 2)
+                if len(u_ids):
+                    u1, u2 = self.draw(u_ids, 2)
+            loss_c = None
+            if lambda_c > 0 and len(u_ids) > 1:
+                loss_c = contrastive_loss(self.forward(k, u1, grad=True, embed=True),
+                                          self.forward(k, u2, grad=True, embed=True), contrastive_temperature)
+            lam = mixup_lambda(alpha, self.rng)
+            inputs = torch.cat([x1, x2, u1, u2])
+            targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
+            perm = torch.randperm(len(inputs), generator=self.generator).to(self.device)
+            mixed_in, mixed_t = mix(inputs, targets, lam, perm)
+            logits = self.forward(k, mixed_in, grad=True)
+            nx = 2 * len(x_ids)
+            lx, lu = semi_losses(logits[:nx], mixed_t[:nx], logits[nx:], mixed_t[nx:])
+            lam_u = linear_rampup(epoch + it / num_iter, warmup, rampup, lambda_u)
+            loss = lx + lam_u * lu + uniform_prior_penalty(logits)
+            if loss_c is not None:
+                loss = loss + lambda_c * loss_c
+            self.step(k, loss)
+            total += float(loss.detach())
+        return total / num_iter
+
+    def fit(self) -> Fit:
+        return Fit(model=nn.ModuleList(self.nets))
