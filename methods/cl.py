@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from nlbench.methods.ce import cross_entropy
 from torch import nn
 
 from nlbench.errors import ConfigError
+from nlbench.methods.ce import cross_entropy
 from nlbench.registry import register_method
 from nlbench.selection import CL_FILTERS, confident_clean, require_cleanlab
 from nlbench.train import Criterion, make_optimizer, make_scheduler

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from nlbench.errors import ConfigError
 from nlbench.registry import register_method
@@ -80,7 +82,10 @@ class DivideMix:
     def clean_probability(self, pair: NetworkPair, k: int, seed: int) -> np.ndarray:
         """(N,) GMM clean probability of each training sample from network k's per-sample CE loss."""
         losses = per_sample_ce(pair.eval_logits(k, "train"), pair.trainer.labels)
-        return gmm_clean_probability(losses, seed=seed)
+        with warnings.catch_warnings():
+            # max_iter = 10 is DivideMix's own setting; EM often stops there unconverged, by design.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return gmm_clean_probability(losses, seed=seed)
 
     def run(self, trainer, mode: str):
         epochs, warmup, rampup, lambda_u, penalty = resolve_schedule(self, trainer, mode, REF_EPOCHS, REF_WARMUP,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from nlbench.errors import ConfigError
 from nlbench.methods.ce import cross_entropy
 from nlbench.methods.cl import cl_select
 from nlbench.methods.gce import GCELoss
-
-from nlbench.errors import ConfigError
 from nlbench.registry import register_method
 from nlbench.selection import balanced_subset, require_cleanlab, select_clean
 from nlbench.train import per_sample_ce

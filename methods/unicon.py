@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from nlbench.methods.dividemix import _validate_common, resolve_schedule
 
 from nlbench.errors import ConfigError
+from nlbench.methods.dividemix import _validate_common, resolve_schedule
 from nlbench.registry import register_method
 from nlbench.selection import jsd_to_labels, unicon_selection_ratio, uniform_selection
 from nlbench.semisup import NetworkPair, check_unit_interval

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nlbench.executors import SlurmOptions
+    from nlbench.grids import Grid
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +61,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="user SLURM config file (default: $NLBENCH_SLURM_CONFIG or ~/.config/nlbench/slurm.toml)")
 
 
-def slurm_options(args: argparse.Namespace, grid):
+def slurm_options(args: argparse.Namespace, grid: Grid) -> SlurmOptions:
     """The resolved ``SlurmOptions`` of a ``run`` command line."""
     from nlbench.executors import resolve_slurm_options
 
@@ -69,7 +74,7 @@ def slurm_options(args: argparse.Namespace, grid):
     return resolve_slurm_options(grid, cli, config_file=config)
 
 
-def run_slurm(args: argparse.Namespace, grid, results: Path, cache: Path, options) -> int:
+def run_slurm(args: argparse.Namespace, grid: Grid, results: Path, cache: Path, options: SlurmOptions) -> int:
     """Submit; with --wait, poll to the end and print status and table. Exit code 1 if a cell failed."""
     from nlbench.errors import ConfigError
     from nlbench.grids import expand

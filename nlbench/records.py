@@ -2,13 +2,16 @@
 
 A record lands under ``<results>/<grid>/records/<cell_id>.json`` only when its cell has finished:
 written to a temporary file in the same folder, flushed, then renamed over the target, so readers
-never see half a record and many array tasks can write side by side. "Done" means a complete record
-whose config hash matches the cell, not merely an existing file.
+never see half a record and many array tasks can write side by side (two writers of the same cell: the
+last rename wins, both complete). The folder is fsynced after the rename where the filesystem allows, so
+a record that a job reported is not lost when the node crashes. "Done" means a complete record whose
+config hash matches the cell, not merely an existing file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from nlbench.features import atomic_write_bytes
@@ -30,6 +33,21 @@ def record_path(results: Path, spec: CellSpec) -> Path:
 def write_record(path: Path, record: dict) -> None:
     """Write ``record`` as JSON to ``path`` atomically."""
     atomic_write_bytes(Path(path), json.dumps(record, indent=1, sort_keys=True, default=_jsonable).encode())
+    _fsync_dir(Path(path).parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; some network filesystems refuse, which costs only durability."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _jsonable(value):

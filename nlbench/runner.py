@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,10 @@ from nlbench.methods import build_method
 from nlbench.records import is_done, record_path, write_record
 from nlbench.train import TrainConfig, Trainer
 from nlbench.transforms import BatchTransform
+
+if TYPE_CHECKING:
+    from nlbench.executors import JobGroup, SlurmOptions
+    from nlbench.status import CellStatus
 
 
 def weights_identity(spec: CellSpec) -> str:
@@ -233,9 +238,9 @@ class Submission:
     """What ``submit_grid`` did: the groups it submitted with their job ids, and every cell's status
     before submitting."""
 
-    groups: list = field(default_factory=list)  # list[JobGroup]
+    groups: list[JobGroup] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
-    before: list = field(default_factory=list)  # list[CellStatus]
+    before: list[CellStatus] = field(default_factory=list)
 
 
 def check_results_folder(results: Path, log: Callable[[str], None] = print) -> None:
@@ -252,8 +257,8 @@ def check_results_folder(results: Path, log: Callable[[str], None] = print) -> N
             f"(fine on a single-node cluster)")
 
 
-def submit_grid(grid: Grid, *, results: Path, options, cache: Path | None = None, seeds: int | None = None,
-                log: Callable[[str], None] = print) -> Submission:
+def submit_grid(grid: Grid, *, results: Path, options: SlurmOptions, cache: Path | None = None,
+                seeds: int | None = None, log: Callable[[str], None] = print) -> Submission:
     """Submit every cell that is neither done nor queued/running to SLURM as one job array.
 
     ``options`` is a resolved ``executors.SlurmOptions``. Holds the grid's state lock from the status query
@@ -311,7 +316,7 @@ def submit_grid(grid: Grid, *, results: Path, options, cache: Path | None = None
 
 
 def describe_plan(grid: Grid, *, results: Path, cache: Path, seeds: int | None = None, executor: str = "local",
-                  options=None) -> str:
+                  options: SlurmOptions | None = None) -> str:
     """The dry-run report: every cell with its state, the feature-cache state of each LP input and, for
     --executor slurm/debug, the jobs the cells are grouped into and the sbatch parameters.
 
@@ -352,7 +357,8 @@ def _features_section(cells: list[CellSpec], cache: Path) -> list[str]:
     return lines
 
 
-def _jobs_section(grid: Grid, todo: list[CellSpec], results: Path, executor: str, options) -> list[str]:
+def _jobs_section(grid: Grid, todo: list[CellSpec], results: Path, executor: str,
+                  options: SlurmOptions | None) -> list[str]:
     from nlbench.executors import (
         SlurmOptions,
         check_time_limit,

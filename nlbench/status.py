@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from nlbench.errors import ConfigError
 from nlbench.executors import state_dir
 from nlbench.features import atomic_write_bytes
 from nlbench.grids import CellSpec
@@ -60,7 +61,8 @@ class SubmissionState:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:  # written atomically, so this is someone else's file
-            raise RuntimeError(f"unreadable submission state {self.path}: {exc}") from None
+            raise ConfigError(f"unreadable submission state {self.path} ({exc}); move it away to start the "
+                              f"grid's SLURM bookkeeping afresh (records are kept)") from None
         return data.get("cells", {})
 
     @contextlib.contextmanager

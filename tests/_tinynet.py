@@ -1,7 +1,7 @@
 """A tiny seeded CNN backbone for runner tests that need many fast fine-tuning epochs.
 
-Imported only by subprocesses the tests start (``python -c "import _tinynet; ..."`` with tests/ on
-PYTHONPATH), so the test process's registry stays as shipped. ``tiny_model`` is also used directly.
+Only subprocesses the tests start call ``register()`` (``python -c "import _tinynet; _tinynet.register(); ..."``
+with tests/ on PYTHONPATH), so the test process's registry stays as shipped; ``tiny_model`` is used directly.
 $NLBENCH_TEST_STEP_SLEEP (seconds) makes every training forward pass sleep that long, so a test can
 kill a sweep in the middle of a fine-tuning without burning CPU.
 """
@@ -44,7 +44,12 @@ def tiny_model() -> Backbone:
                     std=(0.25, 0.25, 0.25), interpolation="bilinear", weights_id="random:tiny_test_cnn")
 
 
-@register_backbone("tiny_test_cnn", source="tests", checkpoint="seeded random", feature_dim=16, licence="-")
 def tiny_test_cnn(*, pretrained: bool = True, weights: str | None = None, tag: str | None = None) -> Backbone:
     """Tiny seeded CNN (tests only)."""
     return tiny_model()
+
+
+def register() -> None:
+    """Register ``tiny_test_cnn`` as a backbone (in a test's subprocess only)."""
+    register_backbone("tiny_test_cnn", source="tests", checkpoint="seeded random", feature_dim=16,
+                      licence="-")(tiny_test_cnn)

@@ -187,7 +187,7 @@ TRAINING_FIELDS = ("config_hash", "test_acc_best", "test_acc_last", "val_acc_bes
 def nlbench(args: list[str], *, sleep: float = 0.0, stdout=subprocess.PIPE) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "NLBENCH_TEST_STEP_SLEEP": str(sleep), "OMP_NUM_THREADS": "1", "CI": "1"}
-    code = "import sys, _tinynet; from nlbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys, _tinynet; _tinynet.register(); from nlbench.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-u", "-c", code, *args], env=env, stdout=stdout,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -249,6 +249,7 @@ def test_kill9_mid_cell_then_rerun_finishes_each_cell_once(tmp_path: Path) -> No
     assert "all 3 cells are done; nothing to run" in finished(nlbench(args))
 
 
+@pytest.mark.slow
 def test_debug_executor_runs_the_slurm_job_code_in_process(tmp_path: Path) -> None:
     grid = tmp_path / "killtest.toml"
     grid.write_text(GRID.replace('{ method = "elr", mode = "fft" }', '{ method = "elr", mode = "fft" }, '

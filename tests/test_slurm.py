@@ -70,6 +70,7 @@ def state_of(results: Path, grid: str) -> dict[str, dict]:
     return json.loads((results / grid / "slurm" / "state.json").read_text())["cells"]
 
 
+@pytest.mark.slow
 def test_quickstart_slurm_runs_reports_skips_and_resubmits_a_cancelled_job(slurm_env, tmp_path: Path) -> None:
     results, cache = tmp_path / "runs", tmp_path / "cache"
     results.mkdir()
@@ -161,6 +162,7 @@ def _scontrol(env: dict[str, str], job_id: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.stdout.split() if "=" in item)
 
 
+@pytest.mark.slow
 def test_preempted_job_requeues_and_resumes_to_the_uninterrupted_record(slurm_env, tmp_path: Path) -> None:
     grid_file = tmp_path / "preempt.toml"
     grid_file.write_text(PREEMPT_GRID)

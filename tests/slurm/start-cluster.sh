@@ -32,9 +32,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 export SLURM_CONF=$DIR/slurm.conf
-if [ -f "$DIR/slurmctld.pid" ] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null; then
-    echo "start-cluster.sh: a cluster is already running from $DIR (stop it with tests/slurm/stop-cluster.sh)" >&2
-    exit 1
+if [ -f "$DIR/slurmctld.pid" ] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null \
+    && sinfo -h -o %T >/dev/null 2>&1; then
+    echo "SLURM cluster already running from $DIR (stop it with tests/slurm/stop-cluster.sh)."
+    echo "export SLURM_CONF=$SLURM_CONF"
+    exit 0
 fi
 mkdir -p "$DIR"/{state,spool,log}
 chmod 755 "$DIR"
