@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from nlbench.methods import LossMethod
 
+from nlbench.methods import LossMethod
 from nlbench.registry import register_method
 
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from nlbench.methods import LossMethod
 
 from nlbench.errors import ConfigError
+from nlbench.methods import LossMethod
 from nlbench.registry import register_method
 
 

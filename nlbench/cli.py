@@ -56,12 +56,13 @@ def _results(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from nlbench.cli_backbones import apply_weights_overrides
     from nlbench.features import default_cache_dir
     from nlbench.grids import load_grid
     from nlbench.records import load_records
     from nlbench.runner import plan, run_grid
 
-    grid = load_grid(args.grid)
+    grid = apply_weights_overrides(load_grid(args.grid), args.weights)
     results = _results(args)
     cache = Path(args.cache) if args.cache else default_cache_dir()
     options = None
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the jobs the cells are grouped into and the sbatch parameters")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on a terminal, off when CI is set)")
+    p.add_argument("--weights", action="append", metavar="[NAME=]PATH",
+                   help="local checkpoint file for a backbone of the grid (repeatable); works offline")
     from nlbench.cli_cluster import add_run_arguments
 
     add_run_arguments(p)

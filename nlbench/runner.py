@@ -325,7 +325,17 @@ def describe_plan(grid: Grid, *, results: Path, cache: Path, seeds: int | None =
     sections = [_cells_section(grid, cells, todo, results, cache), _features_section(cells, cache)]
     if executor in ("slurm", "debug"):
         sections.append(_jobs_section(grid, todo, results, executor, options))
+    sections.append(_cost_section(todo))
     return "\n".join(line for section in sections for line in section)
+
+
+def _cost_section(todo: list[CellSpec]) -> list[str]:
+    from nlbench.costs import estimate_gpu_hours
+
+    if not todo:
+        return []
+    return ["estimated GPU time of the cells to run (H100, nlbench/costs.py):",
+            *("  " + line for line in estimate_gpu_hours(todo).format().splitlines())]
 
 
 def _cells_section(grid: Grid, cells: list[CellSpec], todo: list[CellSpec], results: Path, cache: Path) -> list[str]:
