@@ -28,6 +28,11 @@ class TURN:
     4. Phase II: full fine-tuning with CE on D_clean for ``fft_epochs``, head initialised from the
        probe. ``resample_each_epoch`` redraws the balanced subset every FFT epoch (the paper does not
        say whether it is drawn once).
+
+    Phase II starts from the probe, so it must not move the features under it: BatchNorm statistics
+    stay those the probe's features were computed with (``freeze_bn``; updating them with the new
+    domain's batch statistics puts the probed head back at chance on the quickstart's upsampled
+    digits), and the learning rate is a tenth of the FFT baselines' (``fft_lr``), as LP-FT does.
     """
 
     q: float = 0.7  # GCE paper's default; the TURN summary does not give q
@@ -38,6 +43,8 @@ class TURN:
     gmm_scope: str = "per_class"  # our choice: each class judged on its own loss scale (README)
     loss_threshold: float | None = None  # for selector='loss'
     resample_each_epoch: bool = False  # our choice: draw once
+    fft_lr: float = 1e-3  # our choice: a tenth of the FFT baselines' rate, as LP-FT (Kumar et al. 2022) does
+    freeze_bn: bool = True  # our choice: keep BatchNorm statistics the probe's features were computed with
     min_per_class: int = 1
 
     def __post_init__(self) -> None:
@@ -85,7 +92,7 @@ class TURN:
         first = drawn[0]
         fit = trainer.fine_tune(cross_entropy, epochs=self.fft_epochs,
                                 index=index if self.resample_each_epoch else first, head=probe.model,
-                                desc="TURN FFT")
+                                lr=self.fft_lr, freeze_bn=self.freeze_bn, desc="TURN FFT")
         fit.extra["lp_test_acc_best"] = probe.test_acc_best
         fit.extra["lp_test_acc_last"] = probe.test_acc_last
         fit.extra["clean_candidates"] = int(clean.sum())

@@ -348,10 +348,16 @@ class Trainer:
         epochs: int | None = None,
         index: np.ndarray | Callable[[int], np.ndarray] | None = None,
         head: nn.Linear | None = None,
+        lr: float | None = None,
+        freeze_bn: bool = False,
         desc: str = "FFT",
     ) -> Fit:
         """Fine-tune a fresh pre-trained backbone and a linear head (initialised from ``head`` when given)
         on the training samples ``index`` (an array, or a function of the epoch for re-drawn subsets).
+
+        lr: overrides ``config.fft_lr``. freeze_bn: keep BatchNorm layers in eval mode (their running
+        statistics fixed, their affine weights trained), so features stay those a probed ``head`` was
+        trained on.
 
         With ``checkpoint_dir`` set, the state after every epoch is saved (nlbench.checkpoint), and a
         call that finds its checkpoint resumes after the saved epoch: the model, optimiser, scheduler,
@@ -380,7 +386,7 @@ class Trainer:
         else:
             subsets = [np.arange(self.num_train) if index is None else np.asarray(index)] * epochs
         steps = sum(math.ceil(len(s) / cfg.fft_batch_size) for s in subsets)
-        opt = make_optimizer(cfg.fft_optimizer, model.parameters(), lr=cfg.fft_lr,
+        opt = make_optimizer(cfg.fft_optimizer, model.parameters(), lr=cfg.fft_lr if lr is None else lr,
                              weight_decay=cfg.fft_weight_decay, momentum=cfg.momentum, device=self.device)
         sched = make_scheduler(cfg.scheduler, opt, steps)
         train_tf = self._transform(backbone, cfg.augment)
@@ -391,7 +397,7 @@ class Trainer:
 
         path = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"fine_tune-{call}.pt"
         fingerprint = {"call": call, "epochs": epochs, "steps": steps, "num_train": self.num_train, "desc": desc,
-                       "subset_sizes": [len(s) for s in subsets]}
+                       "subset_sizes": [len(s) for s in subsets], "lr": lr, "freeze_bn": freeze_bn}
         first_epoch = 0
         state = ckpt.load_checkpoint(path, self.device) if path is not None else None
         if state is not None and state.get("fingerprint") != fingerprint:
@@ -420,6 +426,10 @@ class Trainer:
         for epoch in tqdm(range(first_epoch, epochs), desc=desc, disable=not self.progress, leave=False):
             started = time.perf_counter()
             model.train()
+            if freeze_bn:
+                for module in model.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
             total, count = 0.0, 0
             for batch, ids in source.batches(subsets[epoch], cfg.fft_batch_size, shuffle=True, generator=generator):
                 x = train_tf(batch, generator)

@@ -24,3 +24,22 @@ def test_turn_cell_records_balanced_selection_and_is_deterministic(write_grid, t
     b = run_cell(cell, tmp_path / "b", tmp_path / "cache", log=lambda s: None)
     assert b["selection"] == a["selection"]
     assert b["test_acc_best"] == a["test_acc_best"] and b["history"] == a["history"]
+
+
+def test_freeze_bn_keeps_running_statistics_but_trains_affine_weights(tmp_path):
+    import torch
+    from test_dividemix import tiny_trainer
+    from torch import nn
+
+    from nlbench.methods.ce import cross_entropy
+
+    def bn_of(model):
+        return next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+    for freeze in (True, False):
+        trainer = tiny_trainer(tmp_path, epochs=1)
+        fresh = bn_of(trainer.build_backbone().model)
+        fit = trainer.fine_tune(cross_entropy, epochs=1, lr=0.05, freeze_bn=freeze)
+        tuned = bn_of(fit.model)
+        assert torch.equal(tuned.running_mean, fresh.running_mean) is freeze
+        assert not torch.equal(tuned.weight, fresh.weight)
