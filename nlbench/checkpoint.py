@@ -11,16 +11,15 @@ is written.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from nlbench.atomic import atomic_write
 from nlbench.grids import CellSpec
 
 
@@ -30,19 +29,8 @@ def checkpoint_dir(results: str | Path, spec: CellSpec) -> Path:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` ``state`` to ``path`` atomically."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:

@@ -105,7 +105,7 @@ def _table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: 
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from nlbench.features import atomic_write_bytes
+    from nlbench.atomic import atomic_write_bytes
     from nlbench.grids import expand, load_grid
     from nlbench.records import load_records
 

@@ -108,7 +108,7 @@ def plot_transition(matrix, path: Path, names: list[str], *, title: str) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nlbench.features import atomic_write_bytes
+    from nlbench.atomic import atomic_write_bytes
 
     c = len(matrix)
     size = min(12.0, 3.0 + 0.09 * c)

@@ -154,7 +154,7 @@ def draw_noise(dataset: Dataset, model: str, rate: float, seed: int, options: di
 
 def save(path: Path, key: dict, result: NoisyLabels) -> None:
     """Write the label vector (.npz) and then its key and hash (.json, the commit mark), each atomically."""
-    from nlbench.features import atomic_write_bytes
+    from nlbench.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     arrays = {"labels": result.labels}

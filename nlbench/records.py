@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from nlbench.features import atomic_write_bytes
+from nlbench.atomic import atomic_write_bytes
 from nlbench.grids import CellSpec
 
 

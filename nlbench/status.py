@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
 from nlbench.executors import state_dir
-from nlbench.features import atomic_write_bytes
 from nlbench.grids import CellSpec
 from nlbench.records import is_done
 
