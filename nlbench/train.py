@@ -103,6 +103,8 @@ class Fit:
     val_acc_best: float = float("nan")
     test_acc_best: float = float("nan")
     test_acc_last: float = float("nan")
+    extra_test_acc_best: dict = field(default_factory=dict)  # extra test sets (WebVision's ImageNet val)
+    extra_test_acc_last: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -141,7 +143,8 @@ class Trainer:
     """Runs the phases of one cell on one device.
 
     labels: the training labels the method may use (noisy); val_labels: the validation labels
-    (noisy by default, clean when the grid asks); test_labels: clean. ``images`` gives an image
+    (noisy by default, clean when the grid asks); test_labels: clean; extra_test_labels: further clean
+    test sets by split name, scored wherever the test set is. ``images`` gives an image
     source per split; ``backbone_factory`` builds a fresh pre-trained backbone (only when a phase
     needs one: a feature-cache hit builds none); ``feature_key`` gives the cache key of (split, view);
     ``transform`` gives a backbone's preprocessing, with or without augmentation.
@@ -155,6 +158,7 @@ class Trainer:
         labels: np.ndarray,
         val_labels: np.ndarray,
         test_labels: np.ndarray,
+        extra_test_labels: dict[str, np.ndarray] | None = None,
         images: Callable[[str, torch.device], ImageSource],
         backbone_factory: Callable[[], Backbone],
         feature_cache: FeatureCache,
@@ -170,6 +174,7 @@ class Trainer:
         self.labels = np.asarray(labels, dtype=np.int64)
         self.val_labels = np.asarray(val_labels, dtype=np.int64)
         self.test_labels = np.asarray(test_labels, dtype=np.int64)
+        self.extra_test_labels = {name: np.asarray(v, dtype=np.int64) for name, v in (extra_test_labels or {}).items()}
         self._images = images
         self._image_cache: dict[str, ImageSource] = {}
         self._backbone_factory = backbone_factory
@@ -248,9 +253,6 @@ class Trainer:
         self.selections.append({"phase": phase, "epoch": epoch, "mask": mask})
 
     # ----------------------------------------------------------- evaluation
-    def _labels(self, split: str) -> np.ndarray:
-        return {"train": self.labels, "val": self.val_labels, "test": self.test_labels}[split]
-
     @torch.no_grad()
     def probe_logits(self, head: nn.Module, split: str, view: int = 0) -> torch.Tensor:
         head.eval()
@@ -281,10 +283,16 @@ class Trainer:
         test_acc = None
         if improved or last:
             test_acc = accuracy(logits_of("test"), torch.as_tensor(self.test_labels, device=self.device))
+        extra = {}
+        if improved or last:
+            extra = {name: accuracy(logits_of(name), torch.as_tensor(labels, device=self.device))
+                     for name, labels in self.extra_test_labels.items()}
         if improved:
             fit.best_epoch, fit.val_acc_best, fit.test_acc_best = epoch, val_acc, test_acc
+            fit.extra_test_acc_best = extra
         if last:
             fit.test_acc_last = test_acc
+            fit.extra_test_acc_last = extra
         fit.history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_acc": round(val_acc, 4),
                             "test_acc": None if test_acc is None else round(test_acc, 4)})
 
@@ -303,7 +311,7 @@ class Trainer:
         cfg = self.config
         epochs = cfg.lp_epochs if epochs is None else epochs
         feats = self.features("train")
-        for split in ("val", "test"):
+        for split in ("val", "test", *self.extra_test_labels):
             self.features(split)
         y = torch.as_tensor(self.labels if labels is None else labels, device=self.device)
         index = np.arange(self.num_train) if index is None else np.asarray(index)

@@ -65,9 +65,13 @@ class Dataset:
     extra_tests: dict[str, Split] = field(default_factory=dict)
 
     def split(self, name: str) -> Split:
-        if name not in ("train", "val", "test"):
-            raise ConfigError(f"unknown split {name!r}; expected one of: test, train, val")
-        return getattr(self, name)
+        """train, val, test, or the name of an extra test set (WebVision's 'imagenet')."""
+        if name in ("train", "val", "test"):
+            return getattr(self, name)
+        if name in self.extra_tests:
+            return self.extra_tests[name]
+        choices = ", ".join(["test", "train", "val", *self.extra_tests])
+        raise ConfigError(f"unknown split {name!r}; expected one of: {choices}")
 
 
 def load_dataset(name: str, **options: object) -> Dataset:
