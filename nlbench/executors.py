@@ -142,6 +142,8 @@ def _options_from_table(table: dict, source: str) -> dict[str, Any]:
                 value = [f"--{k}" if v is True else f"--{k}={v}" for k, v in value.items()]
             if isinstance(value, str):
                 value = [value]
+            if isinstance(value, tuple):  # repeated command-line flags
+                value = list(value)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{source}: {name} must be a list of strings; got {value!r}")
             out[name] = tuple(value)

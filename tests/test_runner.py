@@ -264,3 +264,16 @@ def test_state_remembers_previous_jobs_of_a_resubmitted_cell(tmp_path: Path) -> 
     entry = state.load()["c"]
     assert (entry["job_id"], entry["submissions"], entry["previous_jobs"]) == ("9", 2, ["5_1"])
     assert os.stat(state.path).st_size > 0
+
+
+def test_repeated_slurm_flags_from_the_command_line_reach_the_options(tmp_path, capsys):
+    from nlbench.cli import main
+
+    results = tmp_path / "runs"
+    results.mkdir()
+    assert main(["run", "--grid", "quickstart_slurm", "--executor", "slurm", "--results", str(results), "--dry-run",
+                 "--slurm-extra=--constraint=a100", "--slurm-setup", "module load cuda",
+                 "--slurm-setup", "nvidia-smi"]) == 0
+    out = capsys.readouterr().out
+    assert "extra=('--constraint=a100',)" in out and "setup=('module load cuda', 'nvidia-smi')" in out
+    assert "#SBATCH --constraint=a100" in out

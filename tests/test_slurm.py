@@ -77,13 +77,26 @@ def test_quickstart_slurm_runs_reports_skips_and_resubmits_a_cancelled_job(slurm
     common = ["--grid", "quickstart_slurm", "--results", str(results)]
     cells = expand(load_grid("quickstart_slurm"))
 
-    # 1. Submit the 4 cells (3 jobs: one LP group, two FFT cells) and cancel one FFT job at once.
-    first = nlbench(slurm_env, "run", *common, "--cache", str(cache), "--executor", "slurm")
+    # 1. Submit the 4 cells (3 jobs: one LP group, two FFT cells) and cancel one FFT job while it runs.
+    # Each job first sleeps (a setup line of the batch script), so that the cancel reliably lands while the
+    # job is running: a tiny cell can otherwise finish before scancel on an idle machine.
+    first = nlbench(slurm_env, "run", *common, "--cache", str(cache), "--executor", "slurm",
+                    "--slurm-setup", "sleep 20")
     assert first.returncode == 0, first.stderr
     assert "submitted 4 cell(s) as 3 job(s)" in first.stdout
     state = state_of(results, "quickstart_slurm")
     assert len(state) == 4 and len({e["job_id"] for e in state.values()}) == 3
     cancelled = state[QUICKSTART_FFT_CE]["job_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        squeue = subprocess.run(["squeue", "-h", "-j", cancelled, "-o", "%T"], env=slurm_env, capture_output=True,
+                                text=True)
+        if squeue.stdout.strip() == "RUNNING":
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"job {cancelled} did not start within 120 s")
+    time.sleep(1.0)  # let slurmstepd open the job's log before the cancel notice is written to it
     subprocess.run(["scancel", cancelled], env=slurm_env, check=True)
     statuses = wait_for_cells(cells, results, poll_s=1.0, max_poll_s=3.0, timeout_s=400, log=lambda m: None)
     assert {s.cell_id: s.status for s in statuses} == {c.cell_id: "failed" if c.cell_id == QUICKSTART_FFT_CE
