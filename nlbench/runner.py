@@ -159,6 +159,7 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
             "convention": noise.convention if noise else "real",
             "nominal_rate": spec.rate,
             "realized_rate": round(float(is_noisy.mean()), 6),
+            "labels_sha256": noise.digest if noise else None,  # of train + val labels, as saved
             "transition": None if noise is None else np.round(noise.transition[: dataset.num_classes], 6),
         },
         "selection": selection_scores(trainer.selections, is_noisy),
