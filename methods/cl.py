@@ -6,19 +6,17 @@ selection runs, so the core package never loads it.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from nlbench.errors import ConfigError
 from nlbench.methods.ce import cross_entropy
 from nlbench.registry import register_method
 from nlbench.selection import CL_FILTERS, confident_clean, require_cleanlab
-from nlbench.train import Criterion, make_optimizer, make_scheduler
+from nlbench.train import Criterion
 
 
 def out_of_fold_probs(trainer, *, folds: int = 5, epochs: int | None = None,
@@ -32,36 +30,16 @@ def out_of_fold_probs(trainer, *, folds: int = 5, epochs: int | None = None,
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    cfg = trainer.config
-    epochs = cfg.lp_epochs if epochs is None else epochs
-    feats = trainer.features("train")
     labels = np.asarray(trainer.labels)
-    y = torch.as_tensor(labels, device=trainer.device)
     counts = np.bincount(labels, minlength=trainer.num_classes)
     # Stratify where every present class can fill every fold; otherwise plain shuffled folds.
     splitter = (StratifiedKFold if counts[counts > 0].min() >= folds else KFold)(
         n_splits=folds, shuffle=True, random_state=trainer.seed)
     probs = np.zeros((trainer.num_train, trainer.num_classes))
-    generator = torch.Generator().manual_seed(trainer.seed)
     for fold, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        torch.manual_seed(trainer.seed + fold)
-        head = nn.Linear(feats.shape[1], trainer.num_classes).to(trainer.device)
-        opt = make_optimizer(cfg.lp_optimizer, head.parameters(), lr=cfg.lp_lr, weight_decay=cfg.lp_weight_decay,
-                             momentum=cfg.momentum, device=trainer.device)
-        sched = make_scheduler(cfg.scheduler, opt, epochs * math.ceil(len(fit_idx) / cfg.lp_batch_size))
-        index = torch.as_tensor(fit_idx)
-        for _ in range(epochs):
-            ids = index[torch.randperm(len(index), generator=generator)].to(trainer.device)
-            for start in range(0, len(ids), cfg.lp_batch_size):
-                batch = ids[start : start + cfg.lp_batch_size]
-                loss = criterion(head(feats[batch]), y[batch], batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-        with torch.no_grad():
-            held = torch.as_tensor(held_idx, device=trainer.device)
-            probs[held_idx] = torch.softmax(head(feats[held]).float(), 1).cpu().numpy()
+        fit = trainer.linear_probe(criterion, epochs=epochs, index=fit_idx, desc=f"CL fold {fold}")
+        logits = trainer.probe_logits(fit.model, "train")[torch.as_tensor(held_idx, device=trainer.device)]
+        probs[held_idx] = torch.softmax(logits, 1).cpu().numpy()
     return probs
 
 
