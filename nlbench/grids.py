@@ -6,7 +6,8 @@ anything runs, so bad input fails with one clear message and nothing written.
 
 Grid file fields: ``description``, ``layout`` ('table1' or 'real'), ``datasets``, ``backbones`` (names or
 tables {name, tag, weights}), ``noise`` (tables {model, rate, and options}), ``methods`` (tables
-{method, mode, params}), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), ``[dataset_options.NAME]``,
+{method, mode, params, tag}: ``tag`` names a variant, so one method can appear twice with
+different params), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), ``[dataset_options.NAME]``,
 ``val_labels`` ('noisy' or 'clean') and ``[slurm]``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,6 +27,7 @@ from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES, DATASETS, NOISE
 
 LAYOUTS = ("table1", "real")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,18 @@ class CellSpec:
     dataset_options: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)  # resolved TrainConfig
     val_labels: str = "noisy"
+    method_tag: str | None = None  # names a variant of a method (its params differ); part of the cell id
+
+    @property
+    def method_key(self) -> str:
+        """The method as tables and ids name it: ``dividemix`` or, for a tagged variant, ``dividemix@long``."""
+        return f"{self.method}@{self.method_tag}" if self.method_tag else self.method
 
     @property
     def cell_id(self) -> str:
         """Path-safe, human-readable id (the config hash decides whether a record is current)."""
         tag = f"@{self.backbone_tag}" if self.backbone_tag else ""
-        parts = [self.dataset, f"{self.backbone}{tag}", f"{self.noise}{self.rate:g}", self.mode, self.method,
+        parts = [self.dataset, f"{self.backbone}{tag}", f"{self.noise}{self.rate:g}", self.mode, self.method_key,
                  f"seed{self.seed}"]
         return "__".join(p.replace("/", "-").replace(" ", "") for p in parts)
 
@@ -62,6 +71,8 @@ class CellSpec:
     def config_hash(self) -> str:
         d = self.as_dict()
         d.pop("grid")
+        if d["method_tag"] is None:
+            d.pop("method_tag")  # untagged cells keep the hashes they had before tags existed
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @classmethod
@@ -161,21 +172,39 @@ def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
         resolved_noise.append((model, float(rate), n))
     resolved_methods = []
     for m in methods:
+        if not isinstance(m, dict):
+            raise ConfigError(f"grid {grid.name!r}: a methods entry must be a table {{method, mode, params, tag}}; "
+                              f"got {m!r}")
+        unknown = sorted(set(m) - {"method", "mode", "params", "tag"})
+        if unknown:
+            raise ConfigError(f"grid {grid.name!r}: unknown field(s) {', '.join(unknown)} in the methods entry of "
+                              f"{m.get('method')!r}; expected: method, mode, params, tag")
         name, mode = m.get("method", ""), m.get("mode", "")
         params = method_params(build_method(name, mode, m.get("params", {})))
-        resolved_methods.append((name, mode, params))
+        tag = m.get("tag")
+        if tag is not None and not (isinstance(tag, str) and TAG_PATTERN.fullmatch(tag)):
+            raise ConfigError(f"grid {grid.name!r}: method tag {tag!r} of {name!r}; expected letters, digits, '.', "
+                              "'-' or '_'")
+        resolved_methods.append((name, mode, params, tag))
 
     cells = []
     for dataset in datasets:
         for b in backbones:
             for model, rate, noise_options in resolved_noise:
-                for name, mode, params in resolved_methods:
+                for name, mode, params, tag in resolved_methods:
                     for seed in seed_list:
                         cells.append(CellSpec(
                             grid=grid.name, dataset=dataset, backbone=b["name"], noise=model, rate=rate,
                             method=name, mode=mode, seed=int(seed), backbone_tag=b.get("tag"),
                             backbone_weights=b.get("weights"), noise_options=noise_options,
                             method_params=params, dataset_options=dict(dataset_options.get(dataset, {})),
-                            train=train, val_labels=val_labels,
+                            train=train, val_labels=val_labels, method_tag=tag,
                         ))
+    seen: set[str] = set()
+    for cell in cells:
+        if cell.cell_id in seen:
+            # Two entries would write one record file and overwrite each other's results.
+            raise ConfigError(f"grid {grid.name!r}: the cell {cell.cell_id} appears twice (a repeated entry, or "
+                              f"the same method and mode twice: give each variant its own tag = \"...\")")
+        seen.add(cell.cell_id)
     return cells

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlbench.tables import METHOD_LABEL, METRICS, MODE_LABEL, _row_key, _setting, records_frame
+from nlbench.tables import METRICS, _row_key, _setting, records_frame, row_label
 
 
 def leaderboard_bars(records: list[dict], path: str | Path, *, metric: str = "test_acc_best") -> Path:
@@ -17,9 +17,8 @@ def leaderboard_bars(records: list[dict], path: str | Path, *, metric: str = "te
 
     df = records_frame(records, metric)
     df = df.assign(setting=[_setting(n, r) for n, r in zip(df["noise"], df["rate"], strict=True)],
-                   row=[f"{MODE_LABEL.get(m, m)} {METHOD_LABEL.get(k, k)}"
-                        for m, k in zip(df["mode"], df["method"], strict=True)])
-    rows = [f"{MODE_LABEL.get(m, m)} {METHOD_LABEL.get(k, k)}"
+                   row=[row_label(m, k) for m, k in zip(df["mode"], df["method"], strict=True)])
+    rows = [row_label(m, k)
             for m, k in sorted({(m, k) for m, k in zip(df["mode"], df["method"], strict=True)},
                                key=lambda t: _row_key(*t))]
     backbones = list(dict.fromkeys(df["backbone"]))

@@ -145,6 +145,7 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
         "config_hash": spec.config_hash,
         "config": spec.as_dict(),
         **{k: getattr(spec, k) for k in ("grid", "dataset", "backbone", "noise", "rate", "method", "mode", "seed")},
+        "method_tag": spec.method_tag,
         "test_acc_best": fit.test_acc_best,
         "test_acc_last": fit.test_acc_last,
         "extra_test_acc_best": fit.extra_test_acc_best,

@@ -36,6 +36,23 @@ LOWER_IS_BETTER = ("time", "realized_rate", "backbone_forward_images", "backbone
 FORMATS = ("markdown", "latex", "csv")
 
 
+def method_key(record: dict) -> str:
+    """A record's method as a table row names it: ``dividemix``, or ``dividemix@long`` for a tagged variant."""
+    tag = record.get("method_tag")
+    return f"{record['method']}@{tag}" if tag else record["method"]
+
+
+def method_label(key: str) -> str:
+    """Display name of a method key: 'DMix', 'DMix@long'."""
+    base, _, tag = key.partition("@")
+    label = METHOD_LABEL.get(base, base)
+    return f"{label}@{tag}" if tag else label
+
+
+def row_label(mode: str, key: str) -> str:
+    return f"{MODE_LABEL.get(mode, mode)} {method_label(key)}"
+
+
 def _metric(record: dict, metric: str) -> float:
     if metric == "time":
         return record["cost"]["wall_s"]
@@ -57,7 +74,7 @@ def records_frame(records: list[dict], metric: str) -> pd.DataFrame:
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
     rows = [{
-        "mode": r["mode"], "method": r["method"], "backbone": r["backbone"], "dataset": r["dataset"],
+        "mode": r["mode"], "method": method_key(r), "backbone": r["backbone"], "dataset": r["dataset"],
         "noise": r["noise"], "rate": r["rate"], "seed": r["seed"], "value": _metric(r, metric),
         "last": _metric(r, "test_acc_last"), "realized": _metric(r, "realized_rate"),
     } for r in records]
@@ -81,8 +98,9 @@ def _fmt(mean: float, std: float, n: int, fmt: str, bold: bool) -> str:
 
 
 def _row_key(mode: str, method: str) -> tuple[int, int, str]:
+    base = method.partition("@")[0]
     return (MODE_ORDER.index(mode) if mode in MODE_ORDER else 99,
-            METHOD_ORDER.index(method) if method in METHOD_ORDER else 99, method)
+            METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, method)
 
 
 def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realized: bool = False) -> pd.DataFrame:
@@ -119,7 +137,7 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
             else:
                 col.append("–")
         table[(b, label)] = col
-    index = [f"{MODE_LABEL.get(m, m)} {METHOD_LABEL.get(k, k)}" for m, k in rows]
+    index = [row_label(m, k) for m, k in rows]
     return pd.DataFrame(table, index=pd.Index(index, name="method"))
 
 
@@ -139,7 +157,7 @@ def real_noise(df: pd.DataFrame, *, fmt: str) -> pd.DataFrame:
                 col.append(f"{best:.2f} / {last:.2f}")
             else:
                 col.append("–")
-        table[f"{MODE_LABEL.get(m, m)} {METHOD_LABEL.get(k, k)}"] = col
+        table[row_label(m, k)] = col
     return pd.DataFrame(table, index=pd.Index(backbones, name="backbone"))
 
 
@@ -157,7 +175,7 @@ def paper_results() -> pd.DataFrame:
 
 def paper_value(paper: pd.DataFrame, *, dataset: str, backbone: str, noise: str, rate: float, mode: str,
                 method: str, metric: str) -> float:
-    """The paper's number for one cell, or NaN where the paper has none."""
+    """The paper's number for one cell, or NaN where the paper has none (tagged variants included)."""
     table = PAPER_TABLES.get(dataset)
     if table is None or method not in PAPER_METHOD:
         return math.nan

@@ -24,6 +24,10 @@ def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
     ({"datasets": ["cifar1000"]}, "unknown dataset 'cifar1000'; expected one of: "),
     ({"train": {"lp_epoch": 3}}, "unknown [train] field(s) lp_epoch"),
     ({"methods": [{"method": "gce", "mode": "lp", "params": {"qq": 0.5}}]}, "method 'gce' has no parameter(s) qq"),
+    ({"methods": [{"method": "ce", "mode": "lp"}, {"method": "ce", "mode": "lp", "params": {}}]},
+     "the cell digits__efficientnet_lite0__sym0.6__lp__ce__seed0 appears twice"),
+    ({"methods": [{"method": "ce", "mode": "lp", "tag": "a b"}]}, "method tag 'a b' of 'ce'"),
+    ({"methods": [{"method": "ce", "mode": "lp", "parms": {}}]}, "unknown field(s) parms in the methods entry of 'ce'"),
 ])
 def test_bad_grid_is_one_error_line_exit_2_nothing_written(grid_kwargs, message, write_grid, tmp_path, capsys):
     grid = write_grid(**grid_kwargs)
@@ -63,3 +67,14 @@ def test_run_then_rerun_does_nothing_and_table(write_grid, tmp_path):
     assert "2 done, 0 to run" in dry.stdout and "train: cached" in dry.stdout
     latex = run_cli("table", "--grid", grid, "--results", "runs", "--format", "latex", cwd=tmp_path)
     assert latex.returncode == 0 and "\\toprule" in latex.stdout
+
+
+def test_tagged_variants_of_one_method_are_separate_cells_and_rows(write_grid, tmp_path):
+    grid = write_grid(methods=[{"method": "gce", "mode": "lp"},
+                               {"method": "gce", "mode": "lp", "tag": "q0.3", "params": {"q": 0.3}}])
+    run = run_cli("run", "--grid", grid, "--results", "runs", "--cache", "cache", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    names = sorted(p.name for p in (tmp_path / "runs" / "tiny" / "records").glob("*.json"))
+    assert names == ["digits__efficientnet_lite0__sym0.6__lp__gce@q0.3__seed0.json",
+                     "digits__efficientnet_lite0__sym0.6__lp__gce__seed0.json"]
+    assert "| LP GCE " in run.stdout and "| LP GCE@q0.3 " in run.stdout
