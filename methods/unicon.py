@@ -87,11 +87,13 @@ class UNICON:
         pair = NetworkPair(trainer, mode, views=self.views, epochs=epochs,
                            projection_dim=self.projection_dim if mode == "fft" else None)
         fit = pair.fit()
-        ratios = []
-        for epoch in range(epochs):
+        first, saved = pair.resume(fit, "unicon")
+        ratios = list(saved.get("selection_ratios", []))
+        for epoch in range(first, epochs):
             if epoch < warmup:
                 losses = [pair.warmup_epoch(k, confidence_penalty=penalty) for k in (0, 1)]
             else:
+                pair.end_warmup("UNICON")
                 losses, epoch_ratios = [], []
                 for k in (0, 1):
                     labelled, jsd, ratio = self.select(pair)
@@ -109,7 +111,9 @@ class UNICON:
             finite = [v for v in losses if np.isfinite(v)]
             trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"), pair.mean_logits,
                                  last=epoch == epochs - 1)
-        fit.extra.update({"lambda_u": lambda_u, "warmup_epochs": warmup, "rampup_epochs": round(rampup, 4),
+            pair.finish_epoch(fit, epoch, "unicon", {"selection_ratios": ratios})
+        fit.extra.update({**pair.cost_summary(), "lambda_u": lambda_u, "warmup_epochs": warmup,
+                          "rampup_epochs": round(rampup, 4),
                           "epochs": epochs, "views": self.views if mode == "lp" else None,
                           "confidence_penalty": penalty, "selection_ratios": ratios})
         return fit

@@ -8,6 +8,7 @@ its per-class uniform quota.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 
@@ -24,6 +25,7 @@ def gmm_clean_probability(losses: np.ndarray, *, seed: int = 0, max_iter: int = 
     Losses are min-max normalised to [0, 1] first; max_iter, tol and reg_covar are DivideMix's
     reference values. With fewer than two distinct losses there is nothing to split: all get 1.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
     losses = np.asarray(losses, dtype=np.float64)
@@ -32,7 +34,10 @@ def gmm_clean_probability(losses: np.ndarray, *, seed: int = 0, max_iter: int = 
         return np.ones(len(losses))
     x = ((losses - losses.min()) / span).reshape(-1, 1)
     gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=seed)
-    gmm.fit(x)
+    with warnings.catch_warnings():
+        # max_iter = 10 is DivideMix's own setting; EM often stops there unconverged, by design.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(x)
     clean = int(np.argmin(gmm.means_.ravel()))
     return gmm.predict_proba(x)[:, clean]
 

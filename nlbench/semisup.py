@@ -28,6 +28,7 @@ engine's augmentation (random crop, flip where label-preserving).
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -169,7 +170,7 @@ class NetworkPair:
             raise ConfigError(f"two-network training runs in mode lp or fft; got {mode!r}")
         if views < 1:
             raise ConfigError(f"views (K) must be ≥ 1; got {views}")
-        self.trainer, self.mode, self.views = trainer, mode, views
+        self.trainer, self.mode, self.views, self.epochs = trainer, mode, views, epochs
         cfg = trainer.config
         self.device = trainer.device
         self.nets: list[CoNet] = []
@@ -211,6 +212,9 @@ class NetworkPair:
         self.generator = torch.Generator().manual_seed(trainer.seed)
         self.rng = np.random.default_rng(trainer.seed)
         self.labels = torch.as_tensor(trainer.labels, device=self.device)
+        self.steps = [0, 0]  # optimiser steps taken by each network
+        self._started = time.perf_counter()  # of the current epoch
+        self.warmup_steps: int | None = None  # network 1's steps when the first division is made
 
     # ------------------------------------------------------------- inputs
     def draw(self, ids: torch.Tensor, count: int) -> list[torch.Tensor]:
@@ -263,6 +267,7 @@ class NetworkPair:
         self.opts[k].zero_grad(set_to_none=True)
         loss.backward()
         self.opts[k].step()
+        self.steps[k] += 1
 
     def end_epoch(self) -> None:
         for s in self.scheds:
@@ -364,5 +369,104 @@ class NetworkPair:
             total += float(loss.detach())
         return total / num_iter
 
+    def end_warmup(self, name: str) -> None:
+        """Note the warm-up's length in steps: what the first division's quality depends on (a warm-up of a
+        few epochs on a small training set is a handful of steps)."""
+        if self.warmup_steps is None:
+            self.warmup_steps = self.steps[0]
+            self.trainer.log(f"{name}: warm-up done after {self.warmup_steps} optimiser steps per network")
+
+    def cost_summary(self) -> dict:
+        return {"warmup_steps": self.warmup_steps, "optimizer_steps": list(self.steps)}
+
     def fit(self) -> Fit:
         return Fit(model=nn.ModuleList(self.nets))
+
+    # ------------------------------------------------------------- checkpoints (fft mode)
+    def _checkpoint_path(self, name: str):
+        from pathlib import Path
+
+        if self.mode != "fft" or self.trainer.checkpoint_dir is None:
+            return None  # lp epochs take milliseconds to seconds: a restart costs less than the writes
+        return Path(self.trainer.checkpoint_dir) / f"pair-{name}.pt"
+
+    def _fingerprint(self, name: str) -> dict:
+        return {"method": name, "mode": self.mode, "epochs": self.epochs, "num_train": self.trainer.num_train,
+                "batch_size": self.batch_size}
+
+    def resume(self, fit: Fit, name: str) -> tuple[int, dict]:
+        """(first epoch to run, the method's own saved state): restores both networks, optimisers,
+        schedules, random states, step counts, selections, counters and ``fit``'s history from the cell's
+        checkpoint; (0, {}) when there is none, or it belongs to another run."""
+        from nlbench import checkpoint as ckpt
+
+        path = self._checkpoint_path(name)
+        state = ckpt.load_checkpoint(path, self.device) if path is not None else None
+        if state is not None and state.get("fingerprint") != self._fingerprint(name):
+            self.trainer.log(f"{name}: ignoring checkpoint {path} (it belongs to a different run)")
+            state = None
+        if state is None:
+            return 0, {}
+        for net, opt, sched, saved in zip(self.nets, self.opts, self.scheds, state["networks"], strict=True):
+            net.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+        ckpt.set_rng_state(state["rng"], self.generator)
+        self.rng.bit_generator.state = _from_text_ints(state["numpy_generator"])
+        self.steps, self.warmup_steps = list(state["steps"]), state["warmup_steps"]
+        trainer = self.trainer
+        trainer.selections = ckpt.restore_selections(state["selections"])
+        trainer.counters.update(state["counters"])
+        trainer.fft_epoch_seconds = list(state["epoch_seconds"])
+        for key in ("history", "best_epoch", "val_acc_best", "test_acc_best", "test_acc_last",
+                    "extra_test_acc_best", "extra_test_acc_last"):
+            setattr(fit, key, state["fit"][key])
+        first = state["epoch"]
+        self._started = time.perf_counter()
+        trainer.resumed_from = (trainer.resumed_from or []) + [{"call": name, "epoch": first}]
+        trainer.log(f"{name}: resumed from {path} after epoch {first} of {self.epochs}")
+        return first, state["method"]
+
+    def finish_epoch(self, fit: Fit, epoch: int, name: str, method_state: dict) -> None:
+        """After ``epoch`` (0-based) is trained and evaluated: note its seconds (fft mode; the SLURM
+        time-limit check reads them) and save everything ``resume`` restores. ``method_state`` holds the
+        method's own loop state (tensors, numbers, lists: loadable with weights_only)."""
+        from nlbench import checkpoint as ckpt
+
+        if self.mode == "fft":
+            now = time.perf_counter()
+            self.trainer.fft_epoch_seconds = (self.trainer.fft_epoch_seconds or []) + [round(now - self._started, 3)]
+            self._started = now
+        path = self._checkpoint_path(name)
+        if path is None:
+            return
+        ckpt.save_checkpoint(path, {
+            "fingerprint": self._fingerprint(name),
+            "epoch": epoch + 1,
+            "networks": [{"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+                         for net, opt, sched in zip(self.nets, self.opts, self.scheds, strict=True)],
+            "rng": ckpt.rng_state(self.generator),
+            "numpy_generator": _to_text_ints(self.rng.bit_generator.state),
+            "steps": list(self.steps),
+            "warmup_steps": self.warmup_steps,
+            "selections": ckpt.selections_state(self.trainer.selections),
+            "counters": dict(self.trainer.counters),
+            "epoch_seconds": list(self.trainer.fft_epoch_seconds or []),
+            "fit": {key: getattr(fit, key) for key in ("history", "best_epoch", "val_acc_best", "test_acc_best",
+                                                       "test_acc_last", "extra_test_acc_best", "extra_test_acc_last")},
+            "method": method_state,
+        })
+
+
+def _to_text_ints(value):
+    """NumPy's PCG64 state holds 128-bit integers; store them as text so the checkpoint stays loadable
+    with ``weights_only=True``."""
+    if isinstance(value, dict):
+        return {k: _to_text_ints(v) for k, v in value.items()}
+    return f"int:{value}" if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _from_text_ints(value):
+    if isinstance(value, dict):
+        return {k: _from_text_ints(v) for k, v in value.items()}
+    return int(value[4:]) if isinstance(value, str) and value.startswith("int:") else value

@@ -426,6 +426,8 @@ class Trainer:
             fit.history = list(state["history"])
             fit.best_epoch, fit.val_acc_best = state["best_epoch"], state["val_acc_best"]
             fit.test_acc_best, fit.test_acc_last = state["test_acc_best"], state["test_acc_last"]
+            fit.extra_test_acc_best = dict(state.get("extra_test_acc_best", {}))
+            fit.extra_test_acc_last = dict(state.get("extra_test_acc_last", {}))
             first_epoch = state["epoch"]
             ckpt.set_rng_state(state["rng"], generator)
             self.resumed_from = (self.resumed_from or []) + [{"call": call, "epoch": first_epoch}]
@@ -476,6 +478,8 @@ class Trainer:
                     "val_acc_best": fit.val_acc_best,
                     "test_acc_best": fit.test_acc_best,
                     "test_acc_last": fit.test_acc_last,
+                    "extra_test_acc_best": fit.extra_test_acc_best,
+                    "extra_test_acc_last": fit.extra_test_acc_last,
                 })
         return fit
 

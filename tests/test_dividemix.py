@@ -17,6 +17,7 @@ from nlbench.features import FeatureCache, FeatureKey
 from nlbench.grids import expand, load_grid
 from nlbench.images import TensorImages
 from nlbench.methods import build_method
+from nlbench.methods import dividemix as dm
 from nlbench.methods.dividemix import DivideMix, co_divide, lambda_u_for_rate
 from nlbench.runner import run_cell
 from nlbench.selection import gmm_clean_probability
@@ -78,7 +79,7 @@ def test_lp_run_logs_each_networks_division_from_the_other_network(write_grid, t
     """The epoch loop wires co-divide: network 1's logged labelled set is network 2's GMM split."""
     seen = {}
 
-    def fake_clean_probability(self, pair, k, seed):
+    def fake_clean_probability(self, pair, k, seed, history, window):
         rng = np.random.default_rng(100 + k)
         seen[k] = rng.random(pair.trainer.num_train)
         return seen[k]
@@ -91,6 +92,34 @@ def test_lp_run_logs_each_networks_division_from_the_other_network(write_grid, t
     assert sel["net1"]["size"] == int((seen[1] > 0.5).sum())
     assert sel["net2"]["size"] == int((seen[0] > 0.5).sum())
     assert record["extra"]["labelled_sizes"] == [[sel["net1"]["size"], sel["net2"]["size"]]]
+
+
+def test_gmm_input_at_90_percent_noise_is_the_mean_of_the_last_five_normalised_losses(write_grid, tmp_path,
+                                                                                     monkeypatch):
+    """Reference-code smoothing: at a nominal rate ≥ 0.9 the GMM fits the mean of the last 5 epochs'
+    min-max normalised losses; below it, the current epoch's alone."""
+    fitted = []
+    monkeypatch.setattr(dm, "gmm_clean_probability", lambda x, seed: fitted.append(np.array(x)) or np.ones(len(x)))
+    losses_seen = []
+    real_ce = dm.per_sample_ce
+
+    def recording_ce(logits, labels):
+        losses_seen.append(real_ce(logits, labels))
+        return losses_seen[-1]
+
+    monkeypatch.setattr(dm, "per_sample_ce", recording_ce)
+    for rate, window in ((0.9, 5), (0.6, 1)):
+        fitted.clear(), losses_seen.clear()
+        grid = write_grid(noise=[{"model": "sym", "rate": rate}], train={"lp_epochs": 8},
+                          methods=[{"method": "dividemix", "mode": "lp", "params": {"warmup_epochs": 1}}])
+        record = run_cell(expand(load_grid(grid))[0], tmp_path / f"r{rate}", tmp_path / "cache", **QUIET)
+        assert record["extra"]["loss_window"] == window
+        normalised = [(v - v.min()) / (v.max() - v.min()) for v in losses_seen]
+        net1 = normalised[0::2]  # networks alternate: net1, net2 per epoch
+        assert len(fitted) == 2 * 7
+        for epoch in range(7):
+            expected = np.mean(net1[max(0, epoch + 1 - window) : epoch + 1], axis=0)
+            assert np.allclose(fitted[2 * epoch], expected)
 
 
 def test_lp_block_runs_on_the_feature_cache_alone(write_grid, tmp_path):
@@ -123,6 +152,7 @@ def test_lp_run_is_deterministic_and_records_both_networks(write_grid, tmp_path)
     assert a["history"] == b["history"] and a["selection"] == b["selection"]
     assert len(a["history"]) == 3 and math.isfinite(a["test_acc_best"])
     assert a["extra"]["warmup_epochs"] == 1 and a["extra"]["confidence_penalty"] is True  # asymmetric noise
+    assert a["extra"]["warmup_steps"] == math.ceil(1257 / (2 * 128))  # one epoch in batches of 2B, B = 128
     assert [s["phase"] for s in a["selection"]] == ["net1", "net2"] * 2
     assert "train/view3" in a["cost"]["feature_cache"]
 
