@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from nlbench.errors import ConfigError
+from nlbench.network_pair import NetworkPair
 from nlbench.registry import register_method
 from nlbench.selection import gmm_clean_probability
-from nlbench.semisup import NetworkPair, check_unit_interval, scaled_schedule
+from nlbench.semisup import check_unit_interval, scaled_schedule
 from nlbench.train import per_sample_ce
 
 # λ_u per nominal noise rate for CIFAR-100, as the issue that specified this method gives it (the

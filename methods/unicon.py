@@ -9,9 +9,10 @@ import torch
 
 from nlbench.errors import ConfigError
 from nlbench.methods.dividemix import _validate_common, resolve_schedule
+from nlbench.network_pair import NetworkPair
 from nlbench.registry import register_method
 from nlbench.selection import jsd_to_labels, unicon_selection_ratio, uniform_selection
-from nlbench.semisup import NetworkPair, check_unit_interval
+from nlbench.semisup import check_unit_interval
 
 # Reference schedule (CIFAR-100, from scratch): 350 epochs with a 30-epoch warm-up; λ_u ramp 16 epochs.
 REF_EPOCHS, REF_WARMUP, REF_RAMPUP = 350, 30, 16

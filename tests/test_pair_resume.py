@@ -8,7 +8,7 @@ import torch
 from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
 
 from nlbench.methods import build_method
-from nlbench.semisup import NetworkPair
+from nlbench.network_pair import NetworkPair
 
 
 class Interrupted(Exception):
