@@ -148,7 +148,8 @@ def test_cifar10n_reads_human_labels_and_checks_the_order(tmp_path):
 def test_cifar100n_label_file_by_path(tmp_path):
     raw = write_cifar100(tmp_path)
     torch.save({"clean_label": raw["y"], "noisy_label": (raw["y"] + 1) % 100}, tmp_path / "labels.pt")
-    d = load_dataset("cifar100n", root=str(tmp_path), labels_file=str(tmp_path / "labels.pt"), val_size=100)
+    with pytest.warns(UserWarning, match="CC BY-NC 4.0"):  # the labels' licence is said on every load
+        d = load_dataset("cifar100n", root=str(tmp_path), labels_file=str(tmp_path / "labels.pt"), val_size=100)
     assert np.array_equal(d.train.noisy_labels, (d.train.labels + 1) % 100)
     torch.save({"clean_label": raw["y"][:50], "noisy_label": raw["y"][:50]}, tmp_path / "short.pt")
     with pytest.raises(ConfigError, match="50 clean"):
