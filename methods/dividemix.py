@@ -105,7 +105,7 @@ class DivideMix:
         first, saved = pair.resume(fit, "dividemix")
         labelled_sizes = list(saved.get("labelled_sizes", []))
         histories = tuple([h.cpu().numpy() for h in saved.get(f"loss_history{k}", [])] for k in (0, 1))
-        for epoch in range(first, epochs):
+        for epoch in pair.epoch_range(first, "DivideMix"):
             if epoch < warmup:
                 losses = [pair.warmup_epoch(k, confidence_penalty=penalty) for k in (0, 1)]
             else:

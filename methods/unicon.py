@@ -90,7 +90,7 @@ class UNICON:
         fit = pair.fit()
         first, saved = pair.resume(fit, "unicon")
         ratios = list(saved.get("selection_ratios", []))
-        for epoch in range(first, epochs):
+        for epoch in pair.epoch_range(first, "UNICON"):
             if epoch < warmup:
                 losses = [pair.warmup_epoch(k, confidence_penalty=penalty) for k in (0, 1)]
             else:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from nlbench.errors import ConfigError
 from nlbench.semisup import (
@@ -325,6 +326,11 @@ class NetworkPair:
         trainer.resumed_from = (trainer.resumed_from or []) + [{"call": name, "epoch": first}]
         trainer.log(f"{name}: resumed from {path} after epoch {first} of {self.epochs}")
         return first, state["method"]
+
+    def epoch_range(self, first: int, desc: str):
+        """Epochs ``first`` .. epochs − 1, with a progress bar where the trainer shows them."""
+        return tqdm(range(first, self.epochs), desc=f"{desc} {self.mode}", disable=not self.trainer.progress,
+                    leave=False)
 
     def finish_epoch(self, fit: Fit, epoch: int, name: str, method_state: dict) -> None:
         """After ``epoch`` (0-based) is trained and evaluated: note its seconds (fft mode; the SLURM
