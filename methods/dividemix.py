@@ -87,14 +87,15 @@ class DivideMix:
                           ) -> np.ndarray:
         """(N,) GMM clean probability of each training sample from network k's per-sample CE loss.
 
-        The loss is min-max normalised and appended to ``history``; the GMM sees the mean of the last
-        ``window`` entries (the reference code's smoothing at 90 % noise, where one epoch's losses are too
+        The loss is min-max normalised and appended to ``history`` (which keeps the last ``window``
+        entries); the GMM sees their mean (the reference code's smoothing at 90 % noise, where one epoch's losses are too
         noisy to split).
         """
         losses = per_sample_ce(pair.eval_logits(k, "train"), pair.trainer.labels)
         span = losses.max() - losses.min()
         history.append((losses - losses.min()) / span if span > 0 else np.zeros_like(losses))
-        return gmm_clean_probability(np.mean(history[-window:], axis=0), seed=seed)
+        del history[:-window]  # older epochs never reach a GMM again
+        return gmm_clean_probability(np.mean(history, axis=0), seed=seed)
 
     def run(self, trainer, mode: str):
         epochs, warmup, rampup, lambda_u, penalty = resolve_schedule(self, trainer, mode, REF_EPOCHS, REF_WARMUP,
@@ -125,10 +126,9 @@ class DivideMix:
             finite = [v for v in losses if np.isfinite(v)]
             trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"), pair.mean_logits,
                                  last=epoch == epochs - 1)
-            # Only the last ``window`` losses can reach a later GMM.
             pair.finish_epoch(fit, epoch, "dividemix", {
                 "labelled_sizes": labelled_sizes,
-                **{f"loss_history{k}": [torch.from_numpy(h) for h in histories[k][-window:]] for k in (0, 1)}})
+                **{f"loss_history{k}": [torch.from_numpy(h) for h in histories[k]] for k in (0, 1)}})
         fit.extra.update({**pair.cost_summary(), "lambda_u": lambda_u, "warmup_epochs": warmup,
                           "rampup_epochs": round(rampup, 4),
                           "epochs": epochs, "views": self.views if mode == "lp" else None,
