@@ -156,10 +156,9 @@ class DivideMix:
         where = f"{key[0]} {key[1]} {key[2]:g}: {published.source}"
         lambda_u = published.lambda_u if self.lambda_u is None else self.lambda_u
         tau = published.p_threshold if self.p_threshold is None else self.p_threshold
-        if self.lambda_u is not None and self.p_threshold is not None:
-            where = "given"
-        elif self.lambda_u is not None or self.p_threshold is not None:
-            where = f"{'p_threshold' if self.lambda_u is not None else 'lambda_u'} from {where}; the other given"
+        given = [name for name in ("lambda_u", "p_threshold") if getattr(self, name) is not None]
+        if given:
+            where = "given" if len(given) == 2 else f"{given[0]} given, the other from {where}"
         return float(lambda_u), float(tau), where
 
     def clean_probability(self, pair: NetworkPair, k: int, seed: int, history: list[np.ndarray], window: int
