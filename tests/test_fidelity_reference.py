@@ -32,6 +32,8 @@ from nlbench.semisup import (
     co_refine,
     contrastive_loss,
     linear_rampup,
+    mix,
+    mixup_lambda,
     negative_entropy,
     semi_losses,
     sharpen,
@@ -72,6 +74,19 @@ def test_co_guessing_is_the_mean_of_four_predictions():
     preds = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]]), torch.tensor([[0.0, 1.0]]),
              torch.tensor([[0.3, 0.7]])]
     assert co_guess(preds).tolist()[0] == pytest.approx([0.45, 0.55])
+
+
+def test_mixup_matches_dividemix():
+    """Train_cifar.py lines 87-99 (DivideMix): l ~ Beta(α, α), l = max(l, 1 − l); each row mixed with row
+    idx[i] of a permutation, inputs and targets alike. l = 0.7, rows (1, 0) and (0, 1) swapped:
+    0.7·(1, 0) + 0.3·(0, 1) = (0.7, 0.3)."""
+    rng = np.random.default_rng(0)
+    draws = [mixup_lambda(4.0, rng) for _ in range(200)]
+    assert min(draws) >= 0.5 and max(draws) < 1.0
+    x = torch.eye(2)
+    mixed_x, mixed_t = mix(x, x.clone(), 0.7, torch.tensor([1, 0]))
+    assert torch.allclose(mixed_x, torch.tensor([[0.7, 0.3], [0.3, 0.7]]))
+    assert torch.equal(mixed_t, mixed_x)
 
 
 def test_semi_losses_ramp_prior_and_penalty_match_dividemix():
