@@ -10,25 +10,81 @@ import torch
 from nlbench.errors import ConfigError
 from nlbench.network_pair import NetworkPair
 from nlbench.registry import register_method
-from nlbench.selection import gmm_clean_probability
+from nlbench.selection import GMMFit, fit_loss_gmm
 from nlbench.semisup import check_unit_interval, scaled_schedule
 from nlbench.train import per_sample_ce
 
-# λ_u per nominal noise rate for CIFAR-100, as the issue that specified this method gives it (the
-# paper picks λ_u from {0, 25, 50, 150} on a validation set, per setting): the entry of the largest
-# tabulated rate ≤ the cell's rate applies, so sym 0.6 gets 25 and asym/inst 0.4 get 0.
-LAMBDA_U_BY_RATE: tuple[tuple[float, float], ...] = ((0.9, 150.0), (0.5, 25.0), (0.2, 0.0))
+# The DivideMix paper's appendix and the authors' issue threads, cited below.
+_TABLE7 = "DivideMix paper (Li, Socher, Hoi, ICLR 2020), Appendix B, Table 7"
+_REPO = "github.com/LiJunnan1992/DivideMix"
+
+
+@dataclass(frozen=True)
+class PublishedSetting:
+    """λ_u and the clean-probability threshold τ of one published DivideMix setting, with its source."""
+
+    lambda_u: float
+    p_threshold: float
+    source: str
+
+
+# (dataset family, noise kind, nominal rate) → setting. Kind 'real' is the labels as given.
+DIVIDEMIX_SETTINGS: dict[tuple[str, str, float], PublishedSetting] = {
+    ("cifar10", "sym", 0.2): PublishedSetting(0.0, 0.5, f"{_TABLE7}; restated in {_REPO} issue #50"),
+    ("cifar10", "sym", 0.5): PublishedSetting(25.0, 0.5, _TABLE7),
+    ("cifar10", "sym", 0.8): PublishedSetting(25.0, 0.5, _TABLE7),
+    ("cifar10", "sym", 0.9): PublishedSetting(50.0, 0.6, f"{_TABLE7}; τ 0.6 at 90 %: author in {_REPO} issue #10"),
+    ("cifar10", "asym", 0.4): PublishedSetting(0.0, 0.5, _TABLE7),
+    ("cifar100", "sym", 0.2): PublishedSetting(25.0, 0.5, _TABLE7),
+    ("cifar100", "sym", 0.5): PublishedSetting(150.0, 0.5, _TABLE7),
+    ("cifar100", "sym", 0.8): PublishedSetting(150.0, 0.5, _TABLE7),
+    ("cifar100", "sym", 0.9): PublishedSetting(150.0, 0.6, f"{_TABLE7}; author in {_REPO} issue #10"),
+    # The authors ran no CIFAR-100 asym 40 % (DivideMix issue #41, the author); C2D's sweep found 150.
+    ("cifar100", "asym", 0.4): PublishedSetting(
+        150.0, 0.5, "C2D (Zheltonozhskii et al., WACV 2022) sweep, github.com/ContrastToDivide/C2D issue #2"),
+    ("clothing1m", "real", 0.0): PublishedSetting(0.0, 0.5, f"{_REPO} Train_clothing1M.py defaults (lines 21-22)"),
+    ("webvision", "real", 0.0): PublishedSetting(0.0, 0.5, f"{_REPO} Train_webvision.py defaults (lines 22-23)"),
+}
+# Datasets that carry another's classes and so its setting.
+_SETTING_FAMILY = {"cifar10n": "cifar10", "cifar100n": "cifar100"}
+# Both official real-noise scripts (Clothing1M, WebVision) run λ_u 0, τ 0.5.
+REAL_NOISE_SETTING = ("clothing1m", "real", 0.0)
 
 # The reference schedule the warm-up and ramp are scaled from (CIFAR-100, training from scratch).
 REF_EPOCHS, REF_WARMUP, REF_RAMPUP = 300, 30, 16
 
 
-def lambda_u_for_rate(rate: float) -> float:
-    """λ_u of ``LAMBDA_U_BY_RATE`` for a nominal noise rate (0 below the smallest tabulated rate)."""
-    for tabulated, value in LAMBDA_U_BY_RATE:
-        if rate >= tabulated - 1e-9:
-            return value
-    return 0.0
+def published_setting(dataset: str | None, num_classes: int, noise: str, rate: float
+                      ) -> tuple[tuple[str, str, float], PublishedSetting]:
+    """(key, setting) of ``DIVIDEMIX_SETTINGS`` nearest to a cell. The rule, in order:
+
+    1. Family: the dataset itself when tabulated (CIFAR-N as its CIFAR); a dataset the table lacks takes
+       the CIFAR whose class count is nearer on a log scale (C ≤ 31: cifar10, else cifar100).
+    2. Kind: noise 'none' is 'real' (a dataset without a real-noise row takes Clothing1M's, which
+       WebVision's equals); 'inst' takes the 'asym' rows (the published non-uniform noise, at the same
+       40 %); a kind the family lacks takes its 'sym' rows.
+    3. Rate: the nearest tabulated rate of those rows; a tie goes to the higher (heavier) rate.
+    """
+    family = _SETTING_FAMILY.get(dataset or "", dataset)
+    if not any(key[0] == family for key in DIVIDEMIX_SETTINGS):
+        family = "cifar10" if num_classes <= 31 else "cifar100"
+    kind = {"none": "real", "inst": "asym"}.get(noise, noise)
+    rows = [key for key in DIVIDEMIX_SETTINGS if key[:2] == (family, kind)]
+    if not rows:
+        if kind == "real":
+            return REAL_NOISE_SETTING, DIVIDEMIX_SETTINGS[REAL_NOISE_SETTING]
+        rows = [key for key in DIVIDEMIX_SETTINGS if key[:2] == (family, "sym")]
+    key = min(rows, key=lambda k: (round(abs(k[2] - rate), 9), -k[2]))  # rounded: 0.35 ties 0.2 and 0.5
+    return key, DIVIDEMIX_SETTINGS[key]
+
+
+def cell_dataset(trainer) -> str | None:
+    """The cell's dataset name: ``trainer.dataset_name`` where set, else the name in the dataset identity
+    of the trainer's feature-cache key (which the runner builds for every cell)."""
+    name = getattr(trainer, "dataset_name", None)
+    if name is None and getattr(trainer, "_feature_key", None) is not None:
+        name = trainer._feature_key("train", 0).dataset.get("dataset")
+    return name
 
 
 def co_divide(clean_prob_1: np.ndarray, clean_prob_2: np.ndarray, p_threshold: float
@@ -56,6 +112,11 @@ class DivideMix:
     λ_u ramped linearly over ``rampup_epochs`` after the warm-up. Test prediction: the mean of both
     networks' logits. Formulas: ``nlbench.semisup``.
 
+    λ_u and p_threshold (τ) default to the published setting nearest the cell (``published_setting``:
+    the paper's Table 7 per dataset and rate, τ 0.6 at 90 %, the official scripts' defaults for the
+    real-noise datasets); the record keeps the values used and their source (``setting``). Every GMM
+    fit's EM iteration count and convergence flag land in the record (``gmm_fits``).
+
     Schedule rule: the reference warm-up (30 of 300 epochs on CIFAR-100) and ramp (16 epochs) keep their
     share of this run's budget E (``epochs``, default the grid's lp_epochs or fft_epochs): warm-up =
     round(E/10) clipped to [1, E − 1], ramp = 16·E/300 epochs; E = 20 gives 2 and 1.07. The rule keeps
@@ -68,10 +129,10 @@ class DivideMix:
     once per epoch.
     """
 
-    p_threshold: float = 0.5  # paper / reference code: τ = 0.5
+    p_threshold: float | None = None  # None: the published setting's τ (0.5; 0.6 at 90 % noise)
     T: float = 0.5  # paper: sharpening temperature 0.5
     alpha: float = 4.0  # paper: Beta(4, 4) on CIFAR
-    lambda_u: float | None = None  # None: LAMBDA_U_BY_RATE at the cell's nominal noise rate
+    lambda_u: float | None = None  # None: the published setting's λ_u (DIVIDEMIX_SETTINGS)
     warmup_epochs: int | None = None  # None: the schedule rule above (paper: 30 of 300 on CIFAR-100)
     rampup_epochs: float | None = None  # None: the schedule rule above (reference code: 16 epochs)
     epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
@@ -80,39 +141,59 @@ class DivideMix:
     loss_window: int | None = None  # None: 5 at a nominal rate ≥ 0.9 (reference code), else 1
 
     def __post_init__(self) -> None:
-        check_unit_interval("p_threshold", self.p_threshold, "DivideMix")
+        if self.p_threshold is not None:
+            check_unit_interval("p_threshold", self.p_threshold, "DivideMix")
         _validate_common(self, "DivideMix")
 
+    def setting(self, trainer) -> tuple[float, float, str]:
+        """(λ_u, τ, source) of a run: the fields where given, else the published setting nearest the cell."""
+        noise = trainer.nominal_noise
+        if noise is None:
+            if self.lambda_u is None or self.p_threshold is None:
+                raise ConfigError("DivideMix: lambda_u and p_threshold must be given when the nominal noise is unknown")
+            return self.lambda_u, self.p_threshold, "given"
+        key, published = published_setting(cell_dataset(trainer), trainer.num_classes, noise[0], noise[1])
+        where = f"{key[0]} {key[1]} {key[2]:g}: {published.source}"
+        lambda_u = published.lambda_u if self.lambda_u is None else self.lambda_u
+        tau = published.p_threshold if self.p_threshold is None else self.p_threshold
+        given = [name for name in ("lambda_u", "p_threshold") if getattr(self, name) is not None]
+        if given:
+            where = "given" if len(given) == 2 else f"{given[0]} given, the other from {where}"
+        return float(lambda_u), float(tau), where
+
     def clean_probability(self, pair: NetworkPair, k: int, seed: int, history: list[np.ndarray], window: int
-                          ) -> np.ndarray:
-        """(N,) GMM clean probability of each training sample from network k's per-sample CE loss.
+                          ) -> GMMFit:
+        """GMM fit of network k's per-sample CE loss; its posterior is each sample's clean probability.
 
         The loss is min-max normalised and appended to ``history`` (which keeps the last ``window``
-        entries); the GMM sees their mean (the reference code's smoothing at 90 % noise, where one epoch's losses are too
-        noisy to split).
+        entries); the GMM sees their mean (the reference code's smoothing at 90 % noise, where one epoch's
+        losses are too noisy to split).
         """
         losses = per_sample_ce(pair.eval_logits(k, "train"), pair.trainer.labels)
         span = losses.max() - losses.min()
         history.append((losses - losses.min()) / span if span > 0 else np.zeros_like(losses))
         del history[:-window]  # older epochs never reach a GMM again
-        return gmm_clean_probability(np.mean(history, axis=0), seed=seed)
+        return fit_loss_gmm(np.mean(history, axis=0), seed=seed)  # DivideMix's EM: max_iter 10, tol 1e-2
 
     def run(self, trainer, mode: str):
+        lambda_u, p_threshold, source = self.setting(trainer)
         epochs, warmup, rampup, lambda_u, penalty = resolve_schedule(self, trainer, mode, REF_EPOCHS, REF_WARMUP,
-                                                                     REF_RAMPUP, "DivideMix")
+                                                                     REF_RAMPUP, "DivideMix", lambda_u=lambda_u)
         window = self.loss_window or (5 if trainer.nominal_noise and trainer.nominal_noise[1] >= 0.9 - 1e-9 else 1)
         pair = NetworkPair(trainer, mode, views=self.views, epochs=epochs)
         fit = pair.fit()
         first, saved = pair.resume(fit, "dividemix")
         labelled_sizes = list(saved.get("labelled_sizes", []))
+        gmm_fits = list(saved.get("gmm_fits", []))
         histories = tuple([h.cpu().numpy() for h in saved.get(f"loss_history{k}", [])] for k in (0, 1))
         for epoch in pair.epoch_range(first, "DivideMix"):
             if epoch < warmup:
                 losses = [pair.warmup_epoch(k, confidence_penalty=penalty) for k in (0, 1)]
             else:
                 pair.end_warmup("DivideMix")
-                probs = [self.clean_probability(pair, k, trainer.seed, histories[k], window) for k in (0, 1)]
-                divisions = co_divide(probs[0], probs[1], self.p_threshold)
+                fits = [self.clean_probability(pair, k, trainer.seed, histories[k], window) for k in (0, 1)]
+                gmm_fits.append([f.summary() for f in fits])
+                divisions = co_divide(fits[0].posterior, fits[1].posterior, p_threshold)
                 losses, sizes = [], []
                 for k, (mask, w) in enumerate(divisions):
                     trainer.log_selection(mask, epoch=epoch, phase=f"net{k + 1}")
@@ -127,12 +208,13 @@ class DivideMix:
             trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"), pair.mean_logits,
                                  last=epoch == epochs - 1)
             pair.finish_epoch(fit, epoch, "dividemix", {
-                "labelled_sizes": labelled_sizes,
+                "labelled_sizes": labelled_sizes, "gmm_fits": gmm_fits,
                 **{f"loss_history{k}": [torch.from_numpy(h) for h in histories[k]] for k in (0, 1)}})
         fit.extra.update({**pair.cost_summary(), "lambda_u": lambda_u, "warmup_epochs": warmup,
                           "rampup_epochs": round(rampup, 4),
                           "epochs": epochs, "views": self.views if mode == "lp" else None,
-                          "confidence_penalty": penalty, "loss_window": window, "labelled_sizes": labelled_sizes})
+                          "confidence_penalty": penalty, "loss_window": window, "labelled_sizes": labelled_sizes,
+                          "p_threshold": p_threshold, "setting": source, "gmm_fits": gmm_fits})
         return fit
 
 
@@ -158,19 +240,19 @@ def _validate_common(method, name: str) -> None:
         raise ConfigError(f"{name} loss_window must be ≥ 1; got {method.loss_window}")
 
 
-def resolve_schedule(method, trainer, mode: str, ref_epochs: int, ref_warmup: int, ref_rampup: float, name: str
-                     ) -> tuple[int, int, float, float, bool]:
-    """(epochs, warm-up epochs, ramp epochs, λ_u, confidence penalty) of a run, defaults resolved."""
+def resolve_schedule(method, trainer, mode: str, ref_epochs: int, ref_warmup: int, ref_rampup: float, name: str,
+                     *, lambda_u: float | None = None) -> tuple[int, int, float, float, bool]:
+    """(epochs, warm-up epochs, ramp epochs, λ_u, confidence penalty) of a run, defaults resolved.
+
+    λ_u: the method's field, else ``lambda_u`` (a setting the method resolved itself)."""
     cfg = trainer.config
     epochs = method.epochs or (cfg.lp_epochs if mode == "lp" else cfg.fft_epochs)
     warmup, rampup = scaled_schedule(epochs, ref_epochs=ref_epochs, ref_warmup=ref_warmup, ref_rampup=ref_rampup,
                                      warmup=method.warmup_epochs, rampup=method.rampup_epochs)
     noise = trainer.nominal_noise
-    lambda_u = method.lambda_u
+    lambda_u = method.lambda_u if method.lambda_u is not None else lambda_u
     if lambda_u is None:
-        if noise is None:
-            raise ConfigError(f"{name}: lambda_u must be given when the nominal noise rate is unknown")
-        lambda_u = lambda_u_for_rate(noise[1])
+        raise ConfigError(f"{name}: lambda_u must be given")
     penalty = method.confidence_penalty
     if penalty is None:
         penalty = noise is not None and noise[0] == "asym"

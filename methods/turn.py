@@ -11,7 +11,7 @@ from nlbench.methods.ce import cross_entropy
 from nlbench.methods.cl import cl_select
 from nlbench.methods.gce import GCELoss
 from nlbench.registry import register_method
-from nlbench.selection import balanced_subset, require_cleanlab, select_clean
+from nlbench.selection import balanced_subset, gmm_select, require_cleanlab, select_clean
 from nlbench.train import per_sample_ce
 
 
@@ -23,7 +23,11 @@ class TURN:
     1. Phase I: linear probe with GCE(q) on frozen features for ``lp_epochs``.
     2. Per-sample CE of the probe on the noisy training labels → clean set (a GMM posterior above
        ``tau``, per class or global; or a plain loss threshold; or selector='cl', confident learning on
-       5-fold out-of-fold GCE probe probabilities, which needs ``pip install nlbench[cl]``).
+       5-fold out-of-fold GCE probe probabilities, which needs ``pip install nlbench[cl]``). The GMM is
+       fitted to convergence (EM until the lower-bound gain is below ``gmm_tol``, at most ``gmm_max_iter``
+       iterations): the paper's "GMM" is a fitted mixture, and DivideMix's early stop (max_iter 10,
+       tol 1e-2: ``gmm_max_iter=10, gmm_tol=0.01``) leaves a poorer split (docs/fidelity.md). Every
+       fit's iteration count and convergence flag land in the record (``gmm_fits``).
     3. D_clean = ∪_c U(D_clean^c, n), n = min_c |D_clean^c|.
     4. Phase II: full fine-tuning with CE on D_clean for ``fft_epochs``, head initialised from the
        probe. ``resample_each_epoch`` redraws the balanced subset every FFT epoch (the paper does not
@@ -46,6 +50,9 @@ class TURN:
     fft_lr: float = 1e-3  # our choice: a tenth of the FFT baselines' rate, as LP-FT (Kumar et al. 2022) does
     freeze_bn: bool = True  # our choice: keep BatchNorm statistics the probe's features were computed with
     min_per_class: int = 1
+    gmm_max_iter: int = 1000  # our choice: enough for EM to converge (the record says whether it did)
+    gmm_tol: float = 1e-3  # scikit-learn's default tolerance
+    gmm_reg_covar: float = 5e-4  # DivideMix's reference value on min-max normalised losses
 
     def __post_init__(self) -> None:
         GCELoss(self.q)
@@ -57,23 +64,31 @@ class TURN:
             raise ConfigError("TURN selector 'loss' needs loss_threshold")
         if not 0.0 < self.tau < 1.0:
             raise ConfigError(f"TURN tau must lie in (0, 1); got {self.tau}")
+        if self.gmm_max_iter < 1 or self.gmm_tol <= 0 or self.gmm_reg_covar < 0:
+            raise ConfigError(f"TURN GMM settings must have gmm_max_iter ≥ 1, gmm_tol > 0, gmm_reg_covar ≥ 0; got "
+                              f"{self.gmm_max_iter}, {self.gmm_tol}, {self.gmm_reg_covar}")
         if self.gmm_scope not in ("per_class", "global"):
             raise ConfigError(f"unknown gmm_scope {self.gmm_scope!r}; expected one of: global, per_class")
 
-    def select(self, trainer, head) -> tuple[np.ndarray, np.ndarray]:
-        """(clean mask, per-sample CE losses) of the probe on the noisy training set."""
+    def select(self, trainer, head) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """(clean mask, per-sample CE losses, GMM fit summaries) of the probe on the noisy training set."""
         losses = per_sample_ce(trainer.probe_logits(head, "train"), trainer.labels)
         if self.selector == "cl":
             # Confident learning needs out-of-sample probabilities: 5-fold GCE probes (cleanlab's default
             # fold count) on the cached features, with the phase-I recipe.
-            return cl_select(trainer, folds=5, epochs=self.lp_epochs, criterion=GCELoss(self.q)), losses
-        clean = select_clean(losses, trainer.labels, trainer.num_classes, selector=self.selector, tau=self.tau,
-                             scope=self.gmm_scope, loss_threshold=self.loss_threshold, seed=trainer.seed)
-        return clean, losses
+            return cl_select(trainer, folds=5, epochs=self.lp_epochs, criterion=GCELoss(self.q)), losses, []
+        if self.selector == "gmm":
+            clean, fits = gmm_select(losses, trainer.labels, trainer.num_classes, tau=self.tau, scope=self.gmm_scope,
+                                     seed=trainer.seed, max_iter=self.gmm_max_iter, tol=self.gmm_tol,
+                                     reg_covar=self.gmm_reg_covar)
+            return clean, losses, [f.summary() for f in fits]
+        clean = select_clean(losses, trainer.labels, trainer.num_classes, selector=self.selector,
+                             loss_threshold=self.loss_threshold)
+        return clean, losses, []
 
     def run(self, trainer, mode: str):
         probe = trainer.linear_probe(GCELoss(self.q), epochs=self.lp_epochs, desc="TURN LP")
-        clean, losses = self.select(trainer, probe.model)
+        clean, losses, gmm_fits = self.select(trainer, probe.model)
         rng = np.random.default_rng(trainer.seed)
 
         def draw(epoch: int) -> np.ndarray:
@@ -97,4 +112,5 @@ class TURN:
         fit.extra["lp_test_acc_last"] = probe.test_acc_last
         fit.extra["clean_candidates"] = int(clean.sum())
         fit.extra["subset_size"] = int(len(first))
+        fit.extra["gmm_fits"] = gmm_fits
         return fit

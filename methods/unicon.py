@@ -11,7 +11,15 @@ from nlbench.errors import ConfigError
 from nlbench.methods.dividemix import _validate_common, resolve_schedule
 from nlbench.network_pair import NetworkPair
 from nlbench.registry import register_method
-from nlbench.selection import jsd_to_labels, unicon_selection_ratio, uniform_selection
+from nlbench.selection import (
+    JSD_BASES,
+    UNICON_CUTOFFS,
+    UNICON_WEIGHT_RULES,
+    jsd_to_labels,
+    refinement_weights,
+    unicon_selection_ratio,
+    uniform_selection,
+)
 from nlbench.semisup import check_unit_interval
 
 # Reference schedule (CIFAR-100, from scratch): 350 epochs with a 30-epoch warm-up; λ_u ramp 16 epochs.
@@ -24,20 +32,24 @@ class UNICON:
     """UNICON: JSD-based class-uniform clean selection, then MixMatch plus a contrastive loss.
 
     Before each network's semi-supervised epoch: the two networks' mean prediction p_i on the
-    un-augmented training set; d_i = JSD(one-hot ŷ_i, p_i) with log base 2, so d ∈ [0, 1]; cutoff
-    d_avg − (d_avg − d_min)/τ when d_avg > d_u, else d_avg; selection ratio SR = |{d < cutoff}|/N (one
-    minus the filter rate R); from each class the ⌊SR·N/C⌋ samples of lowest d are labelled (uniform
-    selection), the rest unlabelled. Labelled targets are co-refined with w = 1 − d and sharpened;
-    unlabelled ones co-guessed by both networks. Loss L_X + λ_u(t)·L_U + λ_c·L_C + L_reg, L_C the SimCLR
-    loss (temperature κ) between two further views of the unlabelled batch. Test prediction: the mean of
-    both networks' logits. Schedule rule as DivideMix's, from 30 of 350 epochs: warm-up = round(3·E/35)
-    clipped to [1, E − 1], ramp = 16·E/350 epochs.
+    un-augmented training set; d_i = JSD(one-hot ŷ_i, p_i); a cutoff; selection ratio
+    SR = |{d < cutoff}|/N (one minus the filter rate R); from each class the ⌊SR·N/C⌋ samples of lowest d
+    are labelled (uniform selection), the rest unlabelled. Labelled targets are co-refined with weights w
+    and sharpened; unlabelled ones co-guessed by both networks. Loss L_X + λ_u(t)·L_U + λ_c·L_C + L_reg,
+    L_C the SimCLR loss (temperature κ) between two further views of the unlabelled batch. Test
+    prediction: the mean of both networks' logits. Schedule rule as DivideMix's, from 30 of 350 epochs:
+    warm-up = round(3·E/35) clipped to [1, E − 1], ramp = 16·E/350 epochs.
 
-    Where the paper and the reference code (github.com/nazmul-karim170/UNICON-Noisy-Label) disagree,
-    this follows the paper:
-    - JSD in bits (bounded by 1, which makes d_u = 0.7 meaningful); the code uses natural logs, whose
-      bound ln 2 ≈ 0.69 < d_u means its noise-adaptive cutoff never fires.
-    - co-refinement weight w = 1 − d; the code first sets d < 0.5 to 0, i.e. w = 1 for those samples.
+    Where the paper and the reference code (github.com/nazmul-karim170/UNICON-Noisy-Label, Train_cifar.py
+    and dataloader_cifar.py) disagree, the default is the code's, the paper's reading an option
+    (docs/fidelity.md):
+    - ``jsd_base``: 'e' (code: natural logs, d ≤ ln 2 ≈ 0.693) or '2' (paper: bits, d ≤ 1).
+    - ``cutoff``: 'mean' (code: the cutoff is d_avg; its noise-adaptive branch needs d_avg > d_u = 0.7,
+      above the nats bound, so it never runs) or 'adaptive' (paper: d_avg − (d_avg − d_min)/τ when
+      d_avg > d_u). d_u and τ act only under 'adaptive'.
+    - ``weight_rule``: 'reference' (code: divergences below 0.5 count as 0, so w = 1 there, else 1 − d)
+      or 'paper' (w = 1 − d).
+    The paper's reading throughout: jsd_base='2', cutoff='adaptive', weight_rule='paper'.
     Taken from the code where the paper leaves it open: the selection is recomputed before each network's
     turn; the unlabelled batch holds ⌊B/(2·SR)⌋ samples; the projection head is Linear(D, 128) + BatchNorm.
 
@@ -60,6 +72,9 @@ class UNICON:
     epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
     views: int = 2  # K cached augmented feature views per image in lp mode
     confidence_penalty: bool | None = None  # None: on for asymmetric noise, during warm-up (code)
+    jsd_base: str = "e"  # code; '2' = paper (bits)
+    cutoff: str = "mean"  # code; 'adaptive' = paper (d_u, tau)
+    weight_rule: str = "reference"  # code; 'paper' = w = 1 - d
 
     def __post_init__(self) -> None:
         check_unit_interval("d_u", self.d_u, "UNICON")
@@ -71,6 +86,13 @@ class UNICON:
             raise ConfigError(f"UNICON contrastive_temperature must be > 0; got {self.contrastive_temperature}")
         if self.projection_dim < 1:
             raise ConfigError(f"UNICON projection_dim must be ≥ 1; got {self.projection_dim}")
+        if self.jsd_base not in JSD_BASES:
+            raise ConfigError(f"unknown UNICON jsd_base {self.jsd_base!r}; expected one of: {', '.join(JSD_BASES)}")
+        if self.cutoff not in UNICON_CUTOFFS:
+            raise ConfigError(f"unknown UNICON cutoff {self.cutoff!r}; expected one of: {', '.join(UNICON_CUTOFFS)}")
+        if self.weight_rule not in UNICON_WEIGHT_RULES:
+            raise ConfigError(f"unknown UNICON weight_rule {self.weight_rule!r}; expected one of: "
+                              f"{', '.join(UNICON_WEIGHT_RULES)}")
         _validate_common(self, "UNICON")
 
     def select(self, pair: NetworkPair) -> tuple[np.ndarray, np.ndarray, float]:
@@ -78,8 +100,8 @@ class UNICON:
         prediction on the un-augmented training set."""
         trainer = pair.trainer
         probs = 0.5 * (torch.softmax(pair.eval_logits(0, "train"), 1) + torch.softmax(pair.eval_logits(1, "train"), 1))
-        jsd = jsd_to_labels(probs.cpu().numpy(), trainer.labels)
-        _, ratio = unicon_selection_ratio(jsd, d_u=self.d_u, tau=self.tau)
+        jsd = jsd_to_labels(probs.cpu().numpy(), trainer.labels, base=JSD_BASES[self.jsd_base])
+        _, ratio = unicon_selection_ratio(jsd, d_u=self.d_u, tau=self.tau, cutoff=self.cutoff)
         return uniform_selection(jsd, trainer.labels, trainer.num_classes, ratio), jsd, ratio
 
     def run(self, trainer, mode: str):
@@ -103,7 +125,8 @@ class UNICON:
                     unlabelled = np.setdiff1d(np.arange(trainer.num_train), labelled)
                     u_batch = int(pair.batch_size / (2 * ratio)) if ratio > 0 else pair.batch_size
                     losses.append(pair.mixmatch_epoch(
-                        k, labelled=labelled, weights=1.0 - jsd[labelled], unlabelled=unlabelled, T=self.T,
+                        k, labelled=labelled, weights=refinement_weights(jsd[labelled], self.weight_rule),
+                        unlabelled=unlabelled, T=self.T,
                         alpha=self.alpha, lambda_u=lambda_u, epoch=epoch, warmup=warmup, rampup=rampup,
                         unlabelled_batch=max(1, u_batch), lambda_c=self.lambda_c,
                         contrastive_temperature=self.contrastive_temperature, separate_mix_views=True))
@@ -116,5 +139,6 @@ class UNICON:
         fit.extra.update({**pair.cost_summary(), "lambda_u": lambda_u, "warmup_epochs": warmup,
                           "rampup_epochs": round(rampup, 4),
                           "epochs": epochs, "views": self.views if mode == "lp" else None,
-                          "confidence_penalty": penalty, "selection_ratios": ratios})
+                          "confidence_penalty": penalty, "selection_ratios": ratios,
+                          "jsd_base": self.jsd_base, "cutoff": self.cutoff, "weight_rule": self.weight_rule})
         return fit

@@ -21,8 +21,10 @@ asym   next                y → (y + 1) mod C
 asym   dataset             the fixed mapping of CIFAR-10 (DivideMix/ELR code), Fashion-MNIST or
                            digits (ours, documented in ``ASYM_MAPS``)
 asym   file:NAME:SHA       a user's JSON mapping or (C, C) transition matrix file
-inst   xia2020:pixels      Xia et al., NeurIPS 2020, on standardised raw pixels (the reference)
-inst   xia2020:features    the same on backbone features
+inst   xia2020:pixels      Xia et al., NeurIPS 2020, on the raw 0-255 pixel values (the reference)
+inst   xia2020:pixels-     the same on pixels standardised per channel (``pixel_scale =
+       standardised        "standardised"``; nlbench's default before labels version 2)
+inst   xia2020:features    the same on backbone features, standardised per dimension
 =====  ==================  ====================================================================
 """
 
@@ -365,11 +367,24 @@ def _from_mapping_file(clean: np.ndarray, rate: float, rng: np.random.Generator,
     return _Draw(noisy, name, matrix.astype(np.float64), 1.0 - np.diag(matrix)[clean])
 
 
-def _normalised_inputs(inputs: np.ndarray) -> np.ndarray:
-    """Flatten and standardise inputs: images (N,H,W,C) per channel (as the reference's
-    ``transforms.Normalize`` with dataset statistics), feature rows (N,D) per dimension."""
+PIXEL_SCALES = ("raw", "standardised")
+
+
+def instance_inputs(inputs: np.ndarray, pixel_scale: str = "raw") -> np.ndarray:
+    """(N, d) flattened inputs x of instance-dependent noise.
+
+    Images (N, H, W, C): pixel_scale 'raw' keeps the 0-255 values, as the reference does (Xia et al.'s
+    ``data.py`` hands ``torch.from_numpy(images).float()`` of the uint8 arrays to
+    ``tools.get_instance_noisy_label``; float images are taken to lie in [0, 1] and scaled by 255);
+    'standardised' divides uint8 by 255 and standardises each channel with the dataset's statistics.
+    Feature rows (N, D) are standardised per dimension (features have no reference scale).
+    """
+    if pixel_scale not in PIXEL_SCALES:
+        raise ConfigError(f"unknown inst pixel_scale {pixel_scale!r}; expected one of: {', '.join(PIXEL_SCALES)}")
     x = np.asarray(inputs, dtype=np.float32)
     if x.ndim == 4:
+        if pixel_scale == "raw":
+            return (x if inputs.dtype == np.uint8 else x * 255.0).reshape(len(x), -1)
         x = x / 255.0 if inputs.dtype == np.uint8 else x
         mean = x.mean(axis=(0, 1, 2), keepdims=True)
         std = x.std(axis=(0, 1, 2), keepdims=True) + 1e-8
@@ -379,6 +394,11 @@ def _normalised_inputs(inputs: np.ndarray) -> np.ndarray:
     else:
         raise ConfigError(f"inst noise inputs must be images (N, H, W, C) or features (N, D); got shape {x.shape}")
     return ((x - mean) / std).reshape(len(x), -1)
+
+
+def _normalised_inputs(inputs: np.ndarray) -> np.ndarray:
+    """Standardised inputs (the 'standardised' pixel scale; features always)."""
+    return instance_inputs(inputs, "standardised")
 
 
 INST_INPUTS = ("features", "pixels")
@@ -394,29 +414,36 @@ def instance_dependent(
     inputs: np.ndarray | None = None,
     std: float = 0.1,
     inputs_kind: str = "pixels",
+    pixel_scale: str = "raw",
     dataset=None,
     **opts,
 ) -> _Draw:
     """Instance-dependent noise of Xia et al., NeurIPS 2020 ("Part-dependent label noise").
 
-    Follows the generator of their code (``tools.get_instance_noisy_label``), which the field reuses:
-    per sample a flip rate q_i ~ N(rate, std²) truncated to [0, 1]; a projection W (C, d, C) ~ N(0, 1);
-    scores x_i·W[y_i] with the true class masked out, softmax, scaled by q_i, and 1 − q_i on the true
-    class; the noisy label is drawn from that distribution. x_i is the flattened input, standardised.
-    ``inputs_kind``: 'pixels' (default, as the reference: x is the normalised image) or 'features'
-    (x is the backbone's feature vector; ``nlbench.labels`` extracts it through the feature cache).
+    Follows the generator of their code (github.com/xiaoboxia/Part-dependent-label-noise,
+    ``tools.get_instance_noisy_label``), which the field reuses: per sample a flip rate
+    q_i ~ N(rate, std²) truncated to [0, 1]; a projection W (C, d, C) ~ N(0, 1); scores x_i·W[y_i] with
+    the true class masked out, softmax, scaled by q_i, and 1 − q_i on the true class; the noisy label is
+    drawn from that distribution. x_i is the flattened input (``instance_inputs``).
+    ``inputs_kind``: 'pixels' (default, as the reference) or 'features' (x is the backbone's feature
+    vector; ``nlbench.labels`` extracts it through the feature cache). ``pixel_scale``: 'raw' (default,
+    the reference's 0-255 values: large scores, so each sample's flips concentrate on one wrong class)
+    or 'standardised' (per-channel standardised pixels: flips spread over more classes).
     """
     from scipy.stats import truncnorm
 
-    _check_options("inst", opts, ("inputs_kind", "std"))
+    _check_options("inst", opts, ("inputs_kind", "pixel_scale", "std"))
     if inputs_kind not in INST_INPUTS:
         raise ConfigError(f"unknown inst inputs_kind {inputs_kind!r}; expected one of: {', '.join(INST_INPUTS)}")
+    if pixel_scale not in PIXEL_SCALES:
+        raise ConfigError(f"unknown inst pixel_scale {pixel_scale!r}; expected one of: {', '.join(PIXEL_SCALES)}")
     if isinstance(std, bool) or not isinstance(std, (int, float)) or std <= 0:
         raise ConfigError(f"inst option std must be a positive number; got {std!r}")
     if inputs is None:
         raise ConfigError("inst noise needs the training inputs (pixels or features)")
-    convention = f"xia2020:{inputs_kind}"
-    x = _normalised_inputs(inputs)
+    convention = "xia2020:features" if inputs_kind == "features" else (
+        "xia2020:pixels" if pixel_scale == "raw" else "xia2020:pixels-standardised")
+    x = instance_inputs(inputs, pixel_scale)
     n, d = x.shape
     if rate == 0.0:
         return _Draw(clean.copy(), convention, np.eye(num_classes), np.zeros(n))
@@ -433,7 +460,8 @@ def instance_dependent(
 
 def flip_distribution(x: np.ndarray, clean: np.ndarray, q: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(N, C) label distribution per sample (Xia et al.): q_i·softmax(x_i W[y_i]) over the other classes
-    (true class masked out) plus 1 − q_i on y_i. x: (N, d) standardised inputs; q: (N,); w: (C, d, C)."""
+    (true class masked out) plus 1 − q_i on y_i. x: (N, d) inputs (``instance_inputs``); q: (N,);
+    w: (C, d, C)."""
     n, num_classes = len(clean), w.shape[2]
     probs = np.zeros((n, num_classes), dtype=np.float64)
     for c in np.unique(clean):

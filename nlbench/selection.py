@@ -8,7 +8,9 @@ its per-class uniform quota.
 from __future__ import annotations
 
 import importlib.util
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,12 +20,31 @@ CL_MISSING = ("confident learning needs the optional package cleanlab (AGPL-3.0,
               "pip install nlbench[cl]")
 
 
-def gmm_clean_probability(losses: np.ndarray, *, seed: int = 0, max_iter: int = 10, tol: float = 1e-2,
-                          reg_covar: float = 5e-4) -> np.ndarray:
-    """(N,) posterior of the low-mean component of a 2-component GMM fitted to the losses.
+# DivideMix's EM settings (Train_cifar.py eval_train): stopped after 10 iterations or at tol 1e-2.
+DIVIDEMIX_EM = {"max_iter": 10, "tol": 1e-2, "reg_covar": 5e-4}
 
-    Losses are min-max normalised to [0, 1] first; max_iter, tol and reg_covar are DivideMix's
-    reference values. With fewer than two distinct losses there is nothing to split: all get 1.
+
+@dataclass(frozen=True)
+class GMMFit:
+    """A 2-component GMM fitted to per-sample losses: the low-mean component's posterior of each sample,
+    and how EM ended (``n_iter`` iterations; ``converged`` when the lower-bound gain fell below tol).
+    A degenerate input (fewer than two distinct losses) is not fitted: n_iter 0, converged True."""
+
+    posterior: np.ndarray
+    n_iter: int
+    converged: bool
+
+    def summary(self) -> dict:
+        """What a run record keeps of the fit."""
+        return {"n_iter": self.n_iter, "converged": self.converged}
+
+
+def fit_loss_gmm(losses: np.ndarray, *, seed: int = 0, max_iter: int = DIVIDEMIX_EM["max_iter"],
+                 tol: float = DIVIDEMIX_EM["tol"], reg_covar: float = DIVIDEMIX_EM["reg_covar"]) -> GMMFit:
+    """Fit a 2-component GMM to the losses, min-max normalised to [0, 1] first.
+
+    The defaults are DivideMix's reference values; a fit run to convergence takes larger max_iter and
+    smaller tol. With fewer than two distinct losses there is nothing to split: all get posterior 1.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -31,15 +52,45 @@ def gmm_clean_probability(losses: np.ndarray, *, seed: int = 0, max_iter: int = 
     losses = np.asarray(losses, dtype=np.float64)
     span = losses.max() - losses.min() if len(losses) else 0.0
     if len(losses) < 2 or span <= 0:
-        return np.ones(len(losses))
+        return GMMFit(np.ones(len(losses)), 0, True)
     x = ((losses - losses.min()) / span).reshape(-1, 1)
     gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=seed)
     with warnings.catch_warnings():
-        # max_iter = 10 is DivideMix's own setting; EM often stops there unconverged, by design.
+        # An unconverged stop is recorded in GMMFit.converged (DivideMix's max_iter = 10 stops often, by design).
         warnings.simplefilter("ignore", ConvergenceWarning)
         gmm.fit(x)
     clean = int(np.argmin(gmm.means_.ravel()))
-    return gmm.predict_proba(x)[:, clean]
+    return GMMFit(gmm.predict_proba(x)[:, clean], int(gmm.n_iter_), bool(gmm.converged_))
+
+
+def gmm_clean_probability(losses: np.ndarray, *, seed: int = 0, max_iter: int = DIVIDEMIX_EM["max_iter"],
+                          tol: float = DIVIDEMIX_EM["tol"], reg_covar: float = DIVIDEMIX_EM["reg_covar"]
+                          ) -> np.ndarray:
+    """(N,) posterior of the low-mean component of ``fit_loss_gmm`` (DivideMix's EM settings by default)."""
+    return fit_loss_gmm(losses, seed=seed, max_iter=max_iter, tol=tol, reg_covar=reg_covar).posterior
+
+
+def gmm_select(losses: np.ndarray, labels: np.ndarray, num_classes: int, *, tau: float = 0.5,
+               scope: str = "per_class", seed: int = 0, **em: float) -> tuple[np.ndarray, list[GMMFit]]:
+    """((N,) bool mask of posterior > ``tau``, the GMM fits made): one GMM over each class's losses
+    (scope='per_class', fits in class order, a class without samples skipped) or one over all
+    (scope='global'). ``em``: max_iter, tol, reg_covar of ``fit_loss_gmm``."""
+    if not 0.0 < tau < 1.0:
+        raise ConfigError(f"tau must lie in (0, 1); got {tau}")
+    losses = np.asarray(losses, dtype=np.float64)
+    if scope == "global":
+        fit = fit_loss_gmm(losses, seed=seed, **em)
+        return fit.posterior > tau, [fit]
+    if scope != "per_class":
+        raise ConfigError(f"unknown GMM scope {scope!r}; expected one of: global, per_class")
+    mask = np.zeros(len(losses), dtype=bool)
+    fits = []
+    for c in range(num_classes):
+        idx = np.flatnonzero(labels == c)
+        if len(idx):
+            fits.append(fit_loss_gmm(losses[idx], seed=seed, **em))
+            mask[idx] = fits[-1].posterior > tau
+    return mask, fits
 
 
 def select_clean(
@@ -73,18 +124,7 @@ def select_clean(
         return confident_clean(labels, pred_probs)
     if selector != "gmm":
         raise ConfigError(f"unknown selector {selector!r}; expected one of: cl, gmm, loss")
-    if not 0.0 < tau < 1.0:
-        raise ConfigError(f"tau must lie in (0, 1); got {tau}")
-    if scope == "global":
-        return gmm_clean_probability(losses, seed=seed) > tau
-    if scope != "per_class":
-        raise ConfigError(f"unknown GMM scope {scope!r}; expected one of: global, per_class")
-    mask = np.zeros(len(losses), dtype=bool)
-    for c in range(num_classes):
-        idx = np.flatnonzero(labels == c)
-        if len(idx):
-            mask[idx] = gmm_clean_probability(losses[idx], seed=seed) > tau
-    return mask
+    return gmm_select(losses, labels, num_classes, tau=tau, scope=scope, seed=seed)[0]
 
 
 def balanced_subset(clean: np.ndarray, labels: np.ndarray, num_classes: int, *, rng: np.random.Generator,
@@ -142,12 +182,21 @@ def confident_clean(labels: np.ndarray, pred_probs: np.ndarray, *,
 
 
 # ------------------------------------------------------------------ UNICON: JSD + uniform selection
-def jsd_to_labels(probs: np.ndarray, labels: np.ndarray, *, base: float = 2.0) -> np.ndarray:
+# UNICON's options where its paper and its code (github.com/nazmul-karim170/UNICON-Noisy-Label) disagree;
+# the first of each is the code's, the default (docs/fidelity.md).
+JSD_BASES = {"e": math.e, "2": 2.0}
+UNICON_CUTOFFS = ("mean", "adaptive")
+UNICON_WEIGHT_RULES = ("reference", "paper")
+# Train_cifar.py's co-refinement: divergences below this (in the JSD's own unit) count as 0.
+REFERENCE_WEIGHT_FLOOR = 0.5
+
+
+def jsd_to_labels(probs: np.ndarray, labels: np.ndarray, *, base: float = math.e) -> np.ndarray:
     """(N,) Jensen-Shannon divergence between each prediction (N, C) and its one-hot given label.
 
     JSD(y, p) = ½ KL(y ‖ m) + ½ KL(p ‖ m), m = (y + p) / 2 (UNICON, Karim et al., CVPR 2022, Eq. 1).
-    With ``base`` 2 (the paper's) it lies in [0, 1]: 0 when p is the label, 1 when p gives it 0.
-    Terms with a zero factor count as 0 (0·log 0 = 0).
+    ``base`` e (the reference code's natural logs, the default) bounds it by ln 2 ≈ 0.693; base 2 (the
+    paper's reading) by 1. Terms with a zero factor count as 0 (0·log 0 = 0).
     """
     p = np.asarray(probs, dtype=np.float64)
     y = np.zeros_like(p)
@@ -159,21 +208,40 @@ def jsd_to_labels(probs: np.ndarray, labels: np.ndarray, *, base: float = 2.0) -
     return (0.5 * (kl_y + kl_p)) / np.log(base)
 
 
-def unicon_selection_ratio(jsd: np.ndarray, *, d_u: float, tau: float) -> tuple[float, float]:
+def unicon_selection_ratio(jsd: np.ndarray, *, d_u: float, tau: float, cutoff: str = "adaptive"
+                           ) -> tuple[float, float]:
     """(cutoff, selection ratio) of UNICON's uniform selection.
 
-    d_cutoff = d_avg − (d_avg − d_min)/τ when the average divergence d_avg exceeds d_u (heavy noise:
-    select fewer), else d_avg; the selection ratio is the fraction of samples with d < d_cutoff (one
-    minus UNICON's filter rate R).
+    cutoff='adaptive' (the paper): d_cutoff = d_avg − (d_avg − d_min)/τ when the average divergence
+    d_avg exceeds d_u (heavy noise: select fewer), else d_avg. cutoff='mean': d_cutoff = d_avg always,
+    what the reference code does (its adaptive branch needs d_avg > d_u = 0.7, which JSD in nats, bounded
+    by ln 2, never reaches; the branch would also fail on an undefined name). The selection ratio is the
+    fraction of samples with d < d_cutoff (one minus UNICON's filter rate R).
     """
     jsd = np.asarray(jsd, dtype=np.float64)
+    if cutoff not in UNICON_CUTOFFS:
+        raise ConfigError(f"unknown UNICON cutoff {cutoff!r}; expected one of: {', '.join(UNICON_CUTOFFS)}")
     if not 0.0 < d_u < 1.0:
         raise ConfigError(f"UNICON d_u must lie in (0, 1); got {d_u}")
     if tau < 1.0:
         raise ConfigError(f"UNICON tau must be ≥ 1; got {tau}")
     avg = float(jsd.mean())
-    cutoff = avg - (avg - float(jsd.min())) / tau if avg > d_u else avg
-    return cutoff, float((jsd < cutoff).mean())
+    value = avg - (avg - float(jsd.min())) / tau if cutoff == "adaptive" and avg > d_u else avg
+    return value, float((jsd < value).mean())
+
+
+def refinement_weights(jsd: np.ndarray, rule: str = "reference") -> np.ndarray:
+    """Co-refinement weights w of labelled samples from their divergences d.
+
+    rule='reference' (the code, dataloader_cifar.py): d < 0.5 is set to 0 first, so w = 1 there and
+    w = 1 − d above; rule='paper': w = 1 − d.
+    """
+    if rule not in UNICON_WEIGHT_RULES:
+        raise ConfigError(f"unknown UNICON weight_rule {rule!r}; expected one of: {', '.join(UNICON_WEIGHT_RULES)}")
+    d = np.asarray(jsd, dtype=np.float64)
+    if rule == "reference":
+        d = np.where(d < REFERENCE_WEIGHT_FLOOR, 0.0, d)
+    return 1.0 - d
 
 
 def uniform_selection(jsd: np.ndarray, labels: np.ndarray, num_classes: int, ratio: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""DivideMix: co-divide, the λ_u table, bad input, and lp/fft runs end to end on digits."""
+"""DivideMix: co-divide, the published-setting table, bad input, and lp/fft runs end to end on digits."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from nlbench.grids import expand, load_grid
 from nlbench.images import TensorImages
 from nlbench.methods import build_method
 from nlbench.methods import dividemix as dm
-from nlbench.methods.dividemix import DivideMix, co_divide, lambda_u_for_rate
+from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, DivideMix, co_divide, published_setting
 from nlbench.runner import run_cell
-from nlbench.selection import gmm_clean_probability
+from nlbench.selection import GMMFit, gmm_clean_probability
 from nlbench.train import Classifier, TrainConfig, Trainer, accuracy
 from nlbench.transforms import BatchTransform
 
@@ -43,12 +43,35 @@ def test_co_divide_gives_each_network_the_other_networks_gmm_split():
     assert strict.tolist() == [False, False, True, True, False, True]  # clean probability > p_threshold
 
 
-def test_lambda_u_table_takes_the_largest_tabulated_rate_not_above():
-    assert lambda_u_for_rate(0.9) == 150.0
-    assert lambda_u_for_rate(0.6) == 25.0
-    assert lambda_u_for_rate(0.5) == 25.0
-    assert lambda_u_for_rate(0.4) == 0.0
-    assert lambda_u_for_rate(0.0) == 0.0
+def test_published_setting_takes_the_nearest_tabulated_setting_of_the_family():
+    def lam_tau(dataset, classes, noise, rate):
+        key, setting = published_setting(dataset, classes, noise, rate)
+        return key, setting.lambda_u, setting.p_threshold
+
+    # CIFAR-100 (Table 7): sym 0.6 is nearest 0.5 → 150; 0.9 → 150 with τ 0.6; asym 0.4 → 150 (C2D).
+    assert lam_tau("cifar100", 100, "sym", 0.6) == (("cifar100", "sym", 0.5), 150.0, 0.5)
+    assert lam_tau("cifar100", 100, "sym", 0.9) == (("cifar100", "sym", 0.9), 150.0, 0.6)
+    assert lam_tau("cifar100", 100, "asym", 0.4) == (("cifar100", "asym", 0.4), 150.0, 0.5)
+    assert lam_tau("cifar100", 100, "inst", 0.4) == (("cifar100", "asym", 0.4), 150.0, 0.5)
+    assert lam_tau("cifar100", 100, "sym", 0.2)[1] == 25.0
+    # CIFAR-10: 0 at sym 0.2 and asym 0.4, 50 with τ 0.6 at sym 0.9.
+    assert lam_tau("cifar10", 10, "sym", 0.2)[1:] == (0.0, 0.5)
+    assert lam_tau("cifar10", 10, "sym", 0.9)[1:] == (50.0, 0.6)
+    assert lam_tau("cifar10", 10, "asym", 0.4)[1:] == (0.0, 0.5)
+    # A tie (0.35 lies 0.15 from 0.2 and from 0.5) goes to the heavier rate.
+    assert lam_tau("cifar10", 10, "sym", 0.35)[0] == ("cifar10", "sym", 0.5)
+    # CIFAR-N takes its CIFAR's rows; a dataset the table lacks the nearer class count on a log scale.
+    assert lam_tau("cifar100n", 100, "sym", 0.5)[0][0] == "cifar100"
+    assert lam_tau("fashion_mnist", 10, "sym", 0.9)[0] == ("cifar10", "sym", 0.9)
+    assert lam_tau(None, 31, "sym", 0.9)[0][0] == "cifar10" and lam_tau(None, 32, "sym", 0.9)[0][0] == "cifar100"
+    # Real noise: the official scripts' λ_u 0, τ 0.5; a real-noise dataset without its own row takes them too.
+    assert lam_tau("clothing1m", 14, "none", 0.0) == (("clothing1m", "real", 0.0), 0.0, 0.5)
+    assert lam_tau("webvision", 50, "none", 0.0) == (("webvision", "real", 0.0), 0.0, 0.5)
+    assert lam_tau("cifar10n", 10, "none", 0.0) == (("clothing1m", "real", 0.0), 0.0, 0.5)
+    # τ is 0.6 exactly at the 90 % rows and 0.5 elsewhere; every entry names its source.
+    assert {k: v.p_threshold for k, v in DIVIDEMIX_SETTINGS.items() if v.p_threshold != 0.5} == {
+        ("cifar10", "sym", 0.9): 0.6, ("cifar100", "sym", 0.9): 0.6}
+    assert all(v.source for v in DIVIDEMIX_SETTINGS.values())
 
 
 @pytest.mark.parametrize("params, match", [
@@ -82,7 +105,7 @@ def test_lp_run_logs_each_networks_division_from_the_other_network(write_grid, t
     def fake_clean_probability(self, pair, k, seed, history, window):
         rng = np.random.default_rng(100 + k)
         seen[k] = rng.random(pair.trainer.num_train)
-        return seen[k]
+        return GMMFit(seen[k], 3 + k, k == 0)
 
     monkeypatch.setattr(DivideMix, "clean_probability", fake_clean_probability)
     cell = expand(load_grid(write_grid(methods=[{"method": "dividemix", "mode": "lp"}], train={"lp_epochs": 2})))[0]
@@ -92,6 +115,8 @@ def test_lp_run_logs_each_networks_division_from_the_other_network(write_grid, t
     assert sel["net1"]["size"] == int((seen[1] > 0.5).sum())
     assert sel["net2"]["size"] == int((seen[0] > 0.5).sum())
     assert record["extra"]["labelled_sizes"] == [[sel["net1"]["size"], sel["net2"]["size"]]]
+    # every GMM fit's EM iteration count and convergence flag, per epoch and network
+    assert record["extra"]["gmm_fits"] == [[{"n_iter": 3, "converged": True}, {"n_iter": 4, "converged": False}]]
 
 
 def test_gmm_input_at_90_percent_noise_is_the_mean_of_the_last_five_normalised_losses(write_grid, tmp_path,
@@ -99,7 +124,8 @@ def test_gmm_input_at_90_percent_noise_is_the_mean_of_the_last_five_normalised_l
     """Reference-code smoothing: at a nominal rate ≥ 0.9 the GMM fits the mean of the last 5 epochs'
     min-max normalised losses; below it, the current epoch's alone."""
     fitted = []
-    monkeypatch.setattr(dm, "gmm_clean_probability", lambda x, seed: fitted.append(np.array(x)) or np.ones(len(x)))
+    monkeypatch.setattr(dm, "fit_loss_gmm",
+                        lambda x, seed: fitted.append(np.array(x)) or GMMFit(np.ones(len(x)), 1, True))
     losses_seen = []
     real_ce = dm.per_sample_ce
 
@@ -135,7 +161,9 @@ def test_lp_block_runs_on_the_feature_cache_alone(write_grid, tmp_path):
     assert first["cost"]["backbone_backward_images"] == 0
     assert sorted(first["cost"]["feature_cache"]) == ["test/view0", "train/view0", "train/view1", "train/view2",
                                                       "val/view0"]
-    assert first["extra"]["lambda_u"] == 150.0  # sym 0.9 in the per-rate table
+    # digits (10 classes) takes CIFAR-10's sym 0.9 setting: λ_u 50, τ 0.6
+    assert first["extra"]["lambda_u"] == 50.0 and first["extra"]["p_threshold"] == 0.6
+    assert first["extra"]["setting"].startswith("cifar10 sym 0.9: DivideMix paper")
     for cell in (unicon, cl):
         again = run_cell(cell, tmp_path / "r", tmp_path / "cache", **QUIET)
         assert again["cost"]["backbone_forward_images"] == 0

@@ -219,6 +219,21 @@ def test_inst_is_deterministic_and_uses_the_inputs():
     assert not np.array_equal(a.labels, c.labels)
 
 
+def test_inst_pixel_scales_are_named_conventions():
+    """Raw 0-255 pixels (the reference's input) by default; standardised pixels under their own name. The
+    raw values' larger scores concentrate each sample's flips on fewer wrong classes."""
+    clean = balanced(10, 100)
+    images = _images(1000)
+    raw = apply_noise("inst", clean, rate=0.4, seed=3, num_classes=10, inputs=images)
+    std = apply_noise("inst", clean, rate=0.4, seed=3, num_classes=10, inputs=images, pixel_scale="standardised")
+    assert (raw.convention, std.convention) == ("xia2020:pixels", "xia2020:pixels-standardised")
+    assert raw.digest != std.digest
+    # Same per-sample flip rates q_i (the same draws): the two differ only in where the flips go.
+    assert np.allclose(raw.flip_probability, std.flip_probability)
+    with pytest.raises(ConfigError, match="pixel_scale"):
+        apply_noise("inst", clean, rate=0.4, seed=3, num_classes=10, inputs=images, pixel_scale="unit")
+
+
 def test_inst_on_features_and_bad_options():
     clean = balanced(4, 50)
     feats = np.random.default_rng(0).standard_normal((200, 16)).astype(np.float32)

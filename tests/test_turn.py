@@ -21,6 +21,9 @@ def test_turn_cell_records_balanced_selection_and_is_deterministic(write_grid, t
     assert a["extra"]["subset_size"] == sel["size"]
     assert a["cost"]["backbone_backward_images"] == sel["size"]
     assert np.isfinite(a["test_acc_best"]) and np.isfinite(a["extra"]["lp_test_acc_best"])
+    # one GMM per class, each run until EM converged (at most gmm_max_iter = 1000 iterations)
+    fits = a["extra"]["gmm_fits"]
+    assert len(fits) == 10 and all(f["converged"] and 1 <= f["n_iter"] <= 1000 for f in fits)
     b = run_cell(cell, tmp_path / "b", tmp_path / "cache", log=lambda s: None)
     assert b["selection"] == a["selection"]
     assert b["test_acc_best"] == a["test_acc_best"] and b["history"] == a["history"]

@@ -17,19 +17,19 @@ from nlbench.selection import jsd_to_labels, unicon_selection_ratio, uniform_sel
 QUIET = {"log": lambda s: None}
 
 
-def test_jsd_to_one_hot_labels_in_bits():
+def test_jsd_to_one_hot_labels_in_bits_and_nats():
     probs = np.array([[1.0, 0.0, 0.0],   # the label itself
                       [0.0, 1.0, 0.0],   # all mass on another class
                       [0.5, 0.25, 0.25],  # p_y = 1/2
                       [0.5, 0.5, 0.0]])  # p_y = 1/2 again: only p_y matters against a one-hot label
     labels = np.array([0, 0, 0, 0])
-    d = jsd_to_labels(probs, labels)
+    d = jsd_to_labels(probs, labels, base=2)
     # p_y = 1/2: ½[log2(2/(1+p)) + p·log2(2p/(1+p)) + (1 − p)] = ½[log2(4/3) + ½·log2(2/3) + ½]
     half = 0.5 * (math.log2(4 / 3) + 0.5 * math.log2(2 / 3) + 0.5)
     assert d == pytest.approx([0.0, 1.0, half, half])
     assert half == pytest.approx(0.3112781)
-    # In nats (the reference code's) the bound is ln 2 < d_u = 0.7.
-    assert jsd_to_labels(probs[1:2], labels[:1], base=math.e)[0] == pytest.approx(math.log(2))
+    # In nats (the reference code's, the default) the bound is ln 2 < d_u = 0.7.
+    assert jsd_to_labels(probs, labels) == pytest.approx([0.0, math.log(2), half * math.log(2), half * math.log(2)])
 
 
 def test_selection_ratio_uses_the_mean_unless_noise_is_heavy():
@@ -39,6 +39,11 @@ def test_selection_ratio_uses_the_mean_unless_noise_is_heavy():
     heavy = np.array([0.9, 0.8, 0.95, 0.5])  # mean 0.7875 > d_u: cutoff 0.7875 − (0.7875 − 0.5)/5 = 0.73
     cutoff, ratio = unicon_selection_ratio(heavy, d_u=0.7, tau=5)
     assert cutoff == pytest.approx(0.73) and ratio == pytest.approx(1 / 4)
+    # cutoff='mean' (the reference code's behaviour) keeps the mean even then: for [0.9, 0.75, 0.95, 0.5]
+    # (mean 0.775) 'adaptive' cuts at 0.775 − 0.275/5 = 0.72 (one sample below), 'mean' at 0.775 (two).
+    heavy = np.array([0.9, 0.75, 0.95, 0.5])
+    assert unicon_selection_ratio(heavy, d_u=0.7, tau=5, cutoff="adaptive") == pytest.approx((0.72, 1 / 4))
+    assert unicon_selection_ratio(heavy, d_u=0.7, tau=5, cutoff="mean") == pytest.approx((0.775, 2 / 4))
 
 
 def test_uniform_quota_takes_the_same_number_from_every_class():
@@ -60,6 +65,9 @@ def test_uniform_quota_takes_the_same_number_from_every_class():
     ({"views": 0}, "views"),
     ({"lambda_c": -0.1}, "lambda_c"),
     ({"contrastive_temperature": 0.0}, "contrastive_temperature"),
+    ({"jsd_base": "10"}, "jsd_base"),
+    ({"cutoff": "median"}, "cutoff"),
+    ({"weight_rule": "soft"}, "weight_rule"),
 ])
 def test_bad_hyperparameters_raise(params, match):
     with pytest.raises(ConfigError, match=match):
@@ -79,6 +87,9 @@ def test_lp_run_selects_class_uniform_sets_before_each_network(write_grid, tmp_p
         assert s["size"] == 10 * int(ratio * 1257 / 10)
     assert len(record["history"]) == 3 and math.isfinite(record["test_acc_best"])
     assert record["cost"]["backbone_backward_images"] == 0
+    # The reference code's reading is the default, and the record says so.
+    assert (record["extra"]["jsd_base"], record["extra"]["cutoff"], record["extra"]["weight_rule"]) == (
+        "e", "mean", "reference")
 
 
 def test_fft_run_with_projection_head(tmp_path):
