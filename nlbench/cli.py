@@ -141,6 +141,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"nlbench: error: {' '.join(message.split())}\n")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
+        # argparse turns `--opt=--` into [] without calling the option's type; refuse it instead.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one value; got '--'")
+        return super()._get_values(action, arg_strings)
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1."""

@@ -185,7 +185,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="noise model option, e.g. convention=exclusive (repeatable)")
     a.add_argument("--dataset-option", action="append", metavar="KEY=VALUE",
                    help="dataset option, e.g. root=/data/cifar (repeatable)")
-    a.add_argument("--top", type=non_negative_int, default=10, help="how many off-diagonal entries to print (default 10)")
+    a.add_argument("--top", type=non_negative_int, default=10,
+                   help="how many off-diagonal entries to print (default 10)")
     a.add_argument("--plot", help="save the realized transition matrix as a heat-map PNG here")
     a.add_argument("--cache", help="reuse/save the labels under this cache root (as runs do)")
     a.set_defaults(func=cmd_audit)
