@@ -85,11 +85,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(describe_plan(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor,
                             options=options))
         return 0
-    claim_results(grid, results)
     if args.executor == "slurm":
         from nlbench.cli_cluster import run_slurm
+        from nlbench.runner import check_results_folder
 
+        check_results_folder(results, log=lambda _msg: None)  # SLURM's results folder must exist: don't create it
+        claim_results(grid, results)
         return run_slurm(args, grid, results, cache, options)
+    claim_results(grid, results)
     run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args))
     cells, _ = plan(grid, results, seeds=args.seeds)
     records = load_records(results, cells)
