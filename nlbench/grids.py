@@ -197,10 +197,12 @@ def _as_list(raw: dict, key: str, grid: str) -> list:
 def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
     """All cells of ``grid`` in a stable order, validated. ``seeds`` overrides the grid's seed list with
     range(seeds)."""
-    from nlbench.grid_schema import check_grid_table
+    from nlbench.grid_schema import SAFE_NAME, check_grid_table
     from nlbench.methods import build_method, method_params
     from nlbench.train import TrainConfig
 
+    if not (isinstance(grid.name, str) and SAFE_NAME.fullmatch(grid.name)):
+        raise ConfigError(f"grid name {grid.name!r} is not one path component (letters, digits, '.', '-', '_')")
     raw = check_grid_table(grid.raw, label=grid.name)
     datasets = _as_list(raw, "datasets", grid.name)
     backbones = [b if isinstance(b, dict) else {"name": b} for b in _as_list(raw, "backbones", grid.name)]

@@ -109,8 +109,13 @@ def check_inputs(cells: list[CellSpec]) -> None:
                     raise ConfigError(f"dataset {cell.dataset!r} carries real label noise (labels as given); use "
                                       f"noise model 'none' (got {cell.noise!r})")
             else:
-                check_noise_options(cell.noise, cell.rate, cell.noise_options, num_classes=dataset.num_classes,
-                                    dataset=cell.dataset)
+                try:
+                    check_noise_options(cell.noise, cell.rate, cell.noise_options, num_classes=dataset.num_classes,
+                                        dataset=cell.dataset)
+                except ConfigError:
+                    raise
+                except (TypeError, ValueError) as exc:  # an option of a type the model's code did not expect
+                    raise ConfigError(f"noise {cell.noise!r} options {cell.noise_options}: {exc}") from None
                 if (cell.noise == "inst" and cell.noise_options.get("inputs_kind", "pixels") == "pixels"
                         and dataset.train.images is None):
                     raise ConfigError(f"inst noise on pixels needs an in-memory dataset; {cell.dataset!r} is read "
