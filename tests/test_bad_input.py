@@ -71,21 +71,19 @@ def _without_override(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("readonly", ["results", "cache"])
-def test_read_only_results_or_cache_fails_before_any_cell(readonly):
-    base = Path(tempfile.mkdtemp(prefix="nlbench-ro-"))
+def test_read_only_results_or_cache_fails_before_any_cell(readonly, tmp_path):
+    write_toml(tmp_path / "g.toml", VALID)
+    for name in ("results", "cache"):
+        (tmp_path / name).mkdir()
+    (tmp_path / readonly).chmod(0o555)
     try:
-        write_toml(base / "g.toml", VALID)
-        for name in ("results", "cache"):
-            (base / name).mkdir()
-        (base / readonly).chmod(0o555)
-        done = _without_override("run", "--grid", "g.toml", "--results", "results", "--cache", "cache", cwd=base)
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.startswith("nlbench: error: ") and done.stderr.count("\n") == 1, done.stderr
-        assert "is not writable" in done.stderr and done.stdout == ""
-        assert tree(base / "results") == [] and tree(base / "cache") == []
+        done = _without_override("run", "--grid", "g.toml", "--results", "results", "--cache", "cache", cwd=tmp_path)
     finally:
-        (base / readonly).chmod(0o755)
-        shutil.rmtree(base)
+        (tmp_path / readonly).chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("nlbench: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "is not writable" in done.stderr and done.stdout == ""
+    assert tree(tmp_path / "results") == [] and tree(tmp_path / "cache") == []
 
 
 # ---------------------------------------------------------------- files a grid names
@@ -298,9 +296,14 @@ def test_property_malformed_grids_are_refused_with_one_line_and_nothing_written(
 
 
 # ---------------------------------------------------------------- property-based: malformed command lines
+@pytest.fixture(scope="module")
+def valid_grid(tmp_path_factory) -> str:
+    return str(write_toml(tmp_path_factory.mktemp("grid") / "g.toml", VALID))
+
+
 @st.composite
 def malformed_command_lines(draw) -> list[str]:
-    grid = str(write_toml(Path(tempfile.gettempdir()) / "nlbench-hyp-valid" / "g.toml", VALID))
+    grid = "{grid}"  # the valid grid file's path, filled in by the test
     not_int = st.sampled_from(["x", "1.5", "", "0x", "1e3", "--"])
     case = draw(st.sampled_from(["seeds", "audit_seed", "audit_top", "audit_rate", "audit_option", "unknown_flag",
                                  "bad_choice"]))
@@ -325,8 +328,9 @@ def malformed_command_lines(draw) -> list[str]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(malformed_command_lines())
-def test_property_malformed_command_lines_are_refused_with_one_line(argv):
+@given(argv=malformed_command_lines())
+def test_property_malformed_command_lines_are_refused_with_one_line(valid_grid, argv):
+    argv = [a.replace("{grid}", valid_grid) for a in argv]
     with tempfile.TemporaryDirectory() as tmp:
         results, cache = Path(tmp) / "res", Path(tmp) / "cache"
         code, out, err = cli(*argv, *(["--results", str(results)] if argv[0] != "noise" else []),
