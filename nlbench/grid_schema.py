@@ -29,6 +29,13 @@ STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 # One path component: no separator, no '..', no leading dot or dash (hidden files, options).
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 SafeName = Annotated[str, StringConstraints(pattern=rf"^{SAFE_NAME.pattern}$")]
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+# What a pattern means, for messages (pydantic would print the regular expression).
+PATTERN_TEXT = {
+    rf"^{SAFE_NAME.pattern}$": "expected one path component: letters, digits, '.', '-', '_', not starting with "
+                               "'.' or '-', at most 128 characters",
+    DEVICE_PATTERN: "expected one of: auto, cpu, cuda, cuda:N",
+}
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 # Bounds of [train] fields beyond their types. A field missing here is still type-checked (from TrainConfig).
@@ -40,7 +47,7 @@ TRAIN_RANGES: dict[str, Any] = {
     "lp_lr": Field(gt=0), "fft_lr": Field(gt=0),
     "lp_weight_decay": Field(ge=0), "fft_weight_decay": Field(ge=0),
     "momentum": Field(ge=0, lt=1),
-    "device": StringConstraints(pattern=r"^(auto|cpu|cuda(:\d+)?)$"),
+    "device": StringConstraints(pattern=DEVICE_PATTERN),
     "threads": Field(ge=1),
 }
 TRAIN_CHOICES: dict[str, tuple[str, ...]] = {
@@ -110,6 +117,8 @@ def _message(exc: ValidationError, where: str, model: type[BaseModel], unknown: 
         return f"{where}: missing field {loc!r}"
     msg = e["msg"]
     msg = msg[0].lower() + msg[1:]
+    if e["type"] == "string_pattern_mismatch":
+        msg = PATTERN_TEXT.get(e.get("ctx", {}).get("pattern"), msg)
     return f"{where}: {loc} = {_describe(e['input'])}: {msg}"
 
 
