@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -64,6 +65,8 @@ class CL:
     3. A linear probe (lp) or full fine-tuning (fft) with CE on the kept set.
     """
 
+    # Its fft mode trains cross-validated linear probes too: the [train] lp_* fields enter its config hash.
+    probes_in_fft_mode: ClassVar[bool] = True
     folds: int = 5  # cleanlab's default cv_n_folds
     filter_by: str = "prune_by_noise_rate"  # cleanlab's default
     probe_epochs: int | None = None  # None: the grid's lp_epochs

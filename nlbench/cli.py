@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from pathlib import Path
 
 from nlbench.errors import ConfigError
@@ -52,24 +53,32 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _results(args: argparse.Namespace) -> Path:
     from nlbench.records import default_results_dir
 
-    return Path(args.results) if args.results else default_results_dir()
+    return Path(args.results) if args.results is not None else default_results_dir()
+
+
+def _cache(args: argparse.Namespace) -> Path:
+    from nlbench.features import default_cache_dir
+
+    return Path(args.cache) if args.cache is not None else default_cache_dir()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nlbench.cli_backbones import apply_weights_overrides
-    from nlbench.features import default_cache_dir
-    from nlbench.grids import load_grid
+    from nlbench.grids import expand, load_grid
     from nlbench.records import load_records
     from nlbench.runner import plan, run_grid
+    from nlbench.validate import check_run, claim_results
 
     grid = apply_weights_overrides(load_grid(args.grid), args.weights)
     results = _results(args)
-    cache = Path(args.cache) if args.cache else default_cache_dir()
+    cache = _cache(args)
     options = None
     if args.executor == "slurm":
         from nlbench.cli_cluster import slurm_options
 
         options = slurm_options(args, grid)
+    # Every value of the grid, its files and the output folders, before the first cell (and on a dry run).
+    check_run(grid, expand(grid, seeds=args.seeds), results=results, cache=cache)
     if args.dry_run:
         from nlbench.runner import describe_plan
 
@@ -78,8 +87,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.executor == "slurm":
         from nlbench.cli_cluster import run_slurm
+        from nlbench.runner import check_results_folder
 
+        check_results_folder(results, log=lambda _msg: None)  # SLURM's results folder must exist: don't create it
+        claim_results(grid, results)
         return run_slurm(args, grid, results, cache, options)
+    claim_results(grid, results)
     run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args))
     cells, _ = plan(grid, results, seeds=args.seeds)
     records = load_records(results, cells)
@@ -124,10 +137,46 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with nlbench's error convention: one line ``nlbench: error: …`` and exit code 2, no usage
+    dump (``--help`` shows it). Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"nlbench: error: {' '.join(message.split())}\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
+        # argparse turns `--opt=--` into [] without calling the option's type; refuse it instead.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one value; got '--'")
+        return super()._get_values(action, arg_strings)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer ≥ 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1; expected an integer ≥ 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer ≥ 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; expected an integer ≥ 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nlbench.tables import FORMATS, METRICS
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nlbench", description="Benchmark learning-with-noisy-labels methods on pre-trained backbones."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     def grid_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
         p.add_argument("--results", help="folder of run records (default: ./runs)")
-        p.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the grid's seed list")
+        p.add_argument("--seeds", type=positive_int, help="run seeds 0..N-1 instead of the grid's seed list")
 
     p = sub.add_parser("run", help="run every cell of a grid that is not done yet, then print its table")
     grid_args(p)
@@ -179,10 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here
+        return code
     except ConfigError as exc:
-        print(f"nlbench: error: {exc}", file=sys.stderr)
+        print(f"nlbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`nlbench run --dry-run | head`): stop quietly, as tools killed by SIGPIPE do.
+        # stdout goes to /dev/null so that the interpreter's last flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":

@@ -54,14 +54,42 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_audit_args(args: argparse.Namespace) -> tuple[dict, dict]:
+    """(dataset options, noise options), every argument checked before anything is drawn or written."""
+    import math
+
+    from nlbench.grid_schema import check, dataset_options_model
+    from nlbench.registry import DATASETS, NOISE
+    from nlbench.validate import check_output_folder
+
+    DATASETS.entry(args.dataset)
+    NOISE.entry(args.noise)
+    if not math.isfinite(args.rate) or not 0.0 <= args.rate <= 1.0:
+        raise ConfigError(f"--rate {args.rate:g} is outside [0, 1]")
+    dataset_options = _parse_options(args.dataset_option, "--dataset-option")
+    check(dataset_options_model(args.dataset), dataset_options, f"--dataset-option of {args.dataset!r}",
+          f"dataset {args.dataset!r} has no option(s) {{names}}; expected: {{expected}}")
+    if args.plot is not None:
+        plot = Path(args.plot)
+        if plot.is_dir() or args.plot.endswith(("/", "\\")):
+            raise ConfigError(f"--plot {args.plot!r} is a folder; expected the path of a .png file")
+        check_output_folder(plot.parent, "--plot folder")
+    if args.cache is not None:
+        check_output_folder(Path(args.cache).expanduser(), "--cache")
+    return dataset_options, _parse_options(args.noise_option, "--noise-option")
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nlbench.datasets import load_dataset
     from nlbench.labels import draw_noise
+    from nlbench.noise import check_noise_options
+    from nlbench.validate import load_checked_dataset
 
-    dataset = load_dataset(args.dataset, **_parse_options(args.dataset_option, "--dataset-option"))
-    options = _parse_options(args.noise_option, "--noise-option")
+    dataset_options, options = _check_audit_args(args)
+    dataset = load_checked_dataset(args.dataset, dataset_options)
+    if not dataset.real_noise:
+        check_noise_options(args.noise, args.rate, options, num_classes=dataset.num_classes, dataset=args.dataset)
     if dataset.real_noise:
         if args.noise != "none":
             raise ConfigError(f"dataset {args.dataset!r} carries real label noise; audit it with --noise none")
@@ -137,6 +165,8 @@ def plot_transition(matrix, path: Path, names: list[str], *, title: str) -> None
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register this module's subcommands on the ``nlbench`` parser."""
+    from nlbench.cli import non_negative_int
+
     p = sub.add_parser("prepare", help="check a dataset's files (names, counts, checksums); say what is missing")
     p.add_argument("dataset", help="registered dataset name (nlbench list datasets)")
     p.add_argument("--root", help="the dataset's folder (for csv: the CSV file)")
@@ -150,12 +180,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--dataset", required=True)
     a.add_argument("--noise", required=True, help="noise model (nlbench list noise)")
     a.add_argument("--rate", type=float, default=0.0)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=non_negative_int, default=0)
     a.add_argument("--noise-option", action="append", metavar="KEY=VALUE",
                    help="noise model option, e.g. convention=exclusive (repeatable)")
     a.add_argument("--dataset-option", action="append", metavar="KEY=VALUE",
                    help="dataset option, e.g. root=/data/cifar (repeatable)")
-    a.add_argument("--top", type=int, default=10, help="how many off-diagonal entries to print (default 10)")
+    a.add_argument("--top", type=non_negative_int, default=10,
+                   help="how many off-diagonal entries to print (default 10)")
     a.add_argument("--plot", help="save the realized transition matrix as a heat-map PNG here")
     a.add_argument("--cache", help="reuse/save the labels under this cache root (as runs do)")
     a.set_defaults(func=cmd_audit)

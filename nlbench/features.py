@@ -26,8 +26,8 @@ from nlbench.transforms import BatchTransform
 
 
 def default_cache_dir() -> Path:
-    """$NLBENCH_CACHE, else ~/.cache/nlbench."""
-    return Path(os.environ.get("NLBENCH_CACHE", Path.home() / ".cache" / "nlbench"))
+    """$NLBENCH_CACHE, else ~/.cache/nlbench (also when it is set but empty: never the current folder)."""
+    return Path(os.environ.get("NLBENCH_CACHE") or Path.home() / ".cache" / "nlbench")
 
 
 @dataclass(frozen=True)

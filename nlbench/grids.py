@@ -13,8 +13,10 @@ different params), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -69,15 +71,67 @@ class CellSpec:
 
     @property
     def config_hash(self) -> str:
+        """sha256 of everything that determines the record: the [train] fields this cell's phases read
+        (``train_fields_used``) and the content, not the path, of a local weights or mapping file."""
         d = self.as_dict()
         d.pop("grid")
         if d["method_tag"] is None:
             d.pop("method_tag")  # untagged cells keep the hashes they had before tags existed
+        d["train"] = train_fields_used(self.method, self.mode, self.train)
+        if self.backbone_weights:
+            d["backbone_weights"] = _file_identity(self.backbone_weights)
+        mapping = self.noise_options.get("mapping_file")
+        if isinstance(mapping, str):
+            d["noise_options"] = {**self.noise_options, "mapping_file": _file_identity(mapping)}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: dict) -> CellSpec:
         return cls(**d)
+
+
+# [train] fields read by one kind of phase only: a cell's config hash covers the fields its phases read, so
+# changing lp_epochs does not invalidate fine-tuning cells. Every other field (device, amp, a new one) is
+# read by both and hashed for every cell.
+FFT_ONLY_FIELDS = ("augment", "compile")
+
+
+def train_fields_used(method: str, mode: str, train: dict) -> dict:
+    """The part of a resolved [train] table that a cell of ``method`` in ``mode`` reads. A method whose fft
+    mode also trains linear probes (confident learning's cross-validated probes) declares
+    ``probes_in_fft_mode = True``."""
+    from nlbench.registry import METHODS
+
+    phases = set(mode.split("-"))
+    uses_lp = "lp" in phases or bool(getattr(METHODS.get(method), "probes_in_fft_mode", False))
+    uses_fft = "fft" in phases
+
+    def used(name: str) -> bool:
+        if name.startswith("lp_"):
+            return uses_lp
+        if name.startswith("fft_") or name in FFT_ONLY_FIELDS:
+            return uses_fft
+        return True
+
+    return {k: v for k, v in train.items() if used(k)}
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_identity(path: str) -> dict:
+    """A file as a config hash sees it: its content's sha256 (the path where it cannot be read here)."""
+    try:
+        st = os.stat(path)
+        return {"sha256": _sha256_of(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)}
+    except OSError:
+        return {"path": path, "sha256": None}
 
 
 @dataclass(frozen=True)
@@ -111,24 +165,26 @@ def list_grids() -> list[tuple[str, str]]:
 
 
 def load_grid(name_or_path: str) -> Grid:
-    """A registered grid by name, or a grid file by path."""
+    """A registered grid by name, or a grid file by path; its schema checked (``grid_schema``) and its
+    relative paths resolved against the file's folder."""
+    from nlbench.grid_schema import check_grid_table
+
     files = grid_files()
     path = Path(name_or_path)
     if name_or_path in files:
         path = files[name_or_path]
-    elif not (path.suffix == ".toml" and path.exists()):
+    elif not (path.suffix == ".toml" and path.is_file()):
         raise ConfigError(
             f"unknown grid {name_or_path!r}; expected a .toml file or one of: {', '.join(sorted(files))}"
         )
     try:
-        raw = tomllib.loads(path.read_text())
+        # utf-8-sig: a byte-order mark some editors write is not a TOML error.
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read grid file {str(path)!r}: {exc}") from None
-    layout = raw.get("layout", "table1")
-    if layout not in LAYOUTS:
-        raise ConfigError(f"grid {path.stem!r}: unknown layout {layout!r}; expected one of: {', '.join(LAYOUTS)}")
-    return Grid(name=raw.get("name", path.stem), description=raw.get("description", ""), layout=layout, raw=raw,
-                source=str(path))
+    raw = check_grid_table(raw, source=path)
+    return Grid(name=raw.get("name", path.stem), description=raw.get("description", ""),
+                layout=raw.get("layout", "table1"), raw=raw, source=str(path))
 
 
 def _as_list(raw: dict, key: str, grid: str) -> list:
@@ -141,16 +197,19 @@ def _as_list(raw: dict, key: str, grid: str) -> list:
 def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
     """All cells of ``grid`` in a stable order, validated. ``seeds`` overrides the grid's seed list with
     range(seeds)."""
+    from nlbench.grid_schema import SAFE_NAME, check_grid_table
     from nlbench.methods import build_method, method_params
     from nlbench.train import TrainConfig
 
-    raw = grid.raw
+    if not (isinstance(grid.name, str) and SAFE_NAME.fullmatch(grid.name)):
+        raise ConfigError(f"grid name {grid.name!r} is not one path component (letters, digits, '.', '-', '_')")
+    raw = check_grid_table(grid.raw, label=grid.name)
     datasets = _as_list(raw, "datasets", grid.name)
     backbones = [b if isinstance(b, dict) else {"name": b} for b in _as_list(raw, "backbones", grid.name)]
     noises = _as_list(raw, "noise", grid.name)
     methods = _as_list(raw, "methods", grid.name)
     seed_list = list(range(seeds)) if seeds is not None else list(raw.get("seeds", [0]))
-    if seeds is not None and seeds < 1:
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ConfigError(f"--seeds must be ≥ 1; got {seeds}")
     train = asdict(TrainConfig.from_dict(dict(raw.get("train", {}))))
     val_labels = raw.get("val_labels", "noisy")

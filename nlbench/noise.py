@@ -473,3 +473,35 @@ def flip_distribution(x: np.ndarray, clean: np.ndarray, q: np.ndarray, w: np.nda
         probs[idx] = q[idx, None] * e / e.sum(axis=1, keepdims=True)
         probs[idx, c] += 1.0 - q[idx]
     return probs
+
+
+def check_noise_options(model: str, rate: float, options: Mapping[str, object], *, num_classes: int,
+                        dataset: str | None = None) -> None:
+    """Raise ConfigError for anything ``apply_noise`` would refuse (an unknown option, asym ≥ 0.5 without
+    force, a bad or missing mapping file…) without drawing the dataset's labels: the model's own code runs on
+    one dummy sample, so grids are checked with the very rules their cells will meet."""
+    import warnings
+
+    mapping = options.get("mapping_file")
+    if model == "asym" and isinstance(mapping, str) and Path(mapping).suffix == ".json" and Path(mapping).is_file():
+        _check_json_mapping(Path(mapping))
+    inputs = np.zeros((1, 1), dtype=np.float32) if model == "inst" else None
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # statistics of one dummy input
+        apply_noise(model, np.zeros(1, dtype=np.int64), rate=rate, seed=0, num_classes=num_classes, inputs=inputs,
+                    dataset=dataset, **options)
+
+
+def _check_json_mapping(path: Path) -> None:
+    """A JSON mapping's keys and values must be class indices as written (``"1": 7.9`` is not class 7)."""
+    try:
+        mapping = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(f"asym mapping file {path}: not JSON: {exc}") from None
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"asym mapping file {path}: expected a JSON object {{\"src\": dst}}; "
+                          f"got {type(mapping).__name__}")
+    for key, value in mapping.items():
+        if not key.strip().isdigit() or isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"asym mapping file {path}: entry {key!r}: {value!r}; expected a class index "
+                              f"(\"src\": dst with non-negative integers)")

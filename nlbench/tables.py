@@ -55,9 +55,10 @@ def row_label(mode: str, key: str) -> str:
 
 def _metric(record: dict, metric: str) -> float:
     if metric == "time":
-        return record["cost"]["wall_s"]
+        # Records written before costs were recorded have no 'cost': an empty cell, not a crash.
+        return float((record.get("cost") or {}).get("wall_s", math.nan))
     if metric in ("backbone_forward_images", "backbone_backward_images"):
-        return float(record["cost"].get(metric, math.nan))
+        return float((record.get("cost") or {}).get(metric, math.nan))
     if metric == "realized_rate":
         audit = record.get("noise_audit") or {}
         return audit.get("realized_rate", math.nan)

@@ -113,6 +113,10 @@ def folder(*, root: str | None = None, labels: str = "noisy", val_size: int = 0,
             if not (d / c).is_dir():
                 continue
             files = sorted(f.name for f in (d / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files and part == "train":
+                # A class with no training image cannot be learnt; it would still count as a class.
+                raise ConfigError(f"dataset 'folder': class folder {d / c} has no images "
+                                  f"({', '.join(IMAGE_SUFFIXES)}); remove it or add images")
             paths += [str(d / c / f) for f in files]
             ys += [index[c]] * len(files)
         parts[part] = (paths, np.asarray(ys, dtype=np.int64))
@@ -131,27 +135,45 @@ def csv(*, file: str | None = None, root: str | None = None, labels: str = "nois
     if not path.is_file():
         raise ConfigError(f"dataset 'csv': file {file!r} does not exist")
     base = Path(root).expanduser() if root is not None else path.parent
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv_module.DictReader(f)
-        columns = reader.fieldnames or []
-        if "path" not in columns or "label" not in columns:
-            raise ConfigError(f"{path}: the header must name columns 'path' and 'label' (got {', '.join(columns)})")
-        rows = list(reader)
+    try:
+        # utf-8-sig: a byte-order mark would otherwise become part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv_module.DictReader(f)
+            columns = reader.fieldnames or []
+            if "path" not in columns or "label" not in columns:
+                raise ConfigError(f"{path}: the header must name columns 'path' and 'label' (got {', '.join(columns)})")
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 4]!r}); "
+                          "save the CSV as UTF-8") from None
     if not rows:
         raise ConfigError(f"{path}: no rows")
-    raw_labels = [r["label"].strip() for r in rows]
+    raw_labels = [(r["label"] or "").strip() for r in rows]
+    empty = [i for i, s in enumerate(raw_labels) if not s]
+    if empty:
+        raise ConfigError(f"{path}: row {empty[0] + 2}: empty label; expected a class index or name")
+    is_train = [((r.get("split") or "train").strip() or "train") == "train" for r in rows]
     if all(s.lstrip("-").isdigit() for s in raw_labels):
         ys = [int(s) for s in raw_labels]
-        c = num_classes if num_classes is not None else max(ys) + 1
+        train_ys = [y for y, t in zip(ys, is_train, strict=True) if t] or ys
+        c = num_classes if num_classes is not None else max(train_ys) + 1
         bad_rows = [i for i, y in enumerate(ys) if not 0 <= y < c]
         if bad_rows:
-            raise ConfigError(f"{path}: row {bad_rows[0] + 2}: label {ys[bad_rows[0]]} is outside [0, {c})")
+            raise ConfigError(f"{path}: row {bad_rows[0] + 2}: label {ys[bad_rows[0]]} is outside [0, {c})"
+                              + ("" if num_classes is not None else " (the training rows' classes)"))
         class_names = [str(i) for i in range(c)]
     else:
-        class_names = sorted(set(raw_labels))
+        # Classes are the training rows' names: a validation or test name never seen in training is an error,
+        # not a class of its own.
+        class_names = sorted({s for s, t in zip(raw_labels, is_train, strict=True) if t})
+        unseen = [i for i, s in enumerate(raw_labels) if s not in class_names]
+        if unseen:
+            raise ConfigError(f"{path}: row {unseen[0] + 2}: label {raw_labels[unseen[0]]!r} appears in no training "
+                              f"row; training classes: {', '.join(class_names)}")
         if num_classes is not None and num_classes != len(class_names):
             raise ConfigError(f"{path}: {len(class_names)} label names but num_classes={num_classes}")
-        ys = [class_names.index(s) for s in raw_labels]
+        index = {name: i for i, name in enumerate(class_names)}
+        ys = [index[s] for s in raw_labels]
     grouped: dict[str, tuple[list[str], list[int]]] = {}
     for i, (r, y) in enumerate(zip(rows, ys, strict=True)):
         part = (r.get("split") or "train").strip() or "train"
@@ -164,6 +186,23 @@ def csv(*, file: str | None = None, root: str | None = None, labels: str = "nois
     parts = {k: (v[0], np.asarray(v[1], dtype=np.int64)) for k, v in grouped.items()}
     return _assemble("csv", parts, class_names, labels=labels, val_size=val_size, test_size=test_size,
                      split_seed=split_seed, identity={"num_classes": len(class_names)})
+
+
+def check_images(dataset: Dataset) -> None:
+    """Every image file of a ``folder``/``csv`` dataset opens as an image (its header is read, not its
+    pixels): a stray text file named ``.jpg`` fails here, before any run, with its path."""
+    if dataset.identity.get("dataset") not in ("folder", "csv"):
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    for split in (dataset.train, dataset.val, dataset.test):
+        for p in split.paths or []:
+            try:
+                with Image.open(p) as im:
+                    im.size  # noqa: B018 - parsing the header is the check
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                raise ConfigError(f"image file {p} is not a readable image ({type(exc).__name__}); remove it "
+                                  "or replace it") from None
 
 
 def _prepare_by_loading(name: str, **options: object) -> list[Finding]:
