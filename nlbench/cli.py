@@ -178,11 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from nlbench import interrupts
+    from nlbench.atomic import DISK_FULL
+
     try:
-        return args.func(args)
+        with interrupts.sigterm_raises():
+            return args.func(args)
     except ConfigError as exc:
         print(f"nlbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished records stay, temp files are gone
+        interrupts.ignore_further_signals()
+        print(f"nlbench: {interrupts.describe(exc)}", file=sys.stderr)
+        return interrupts.exit_code(exc)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"nlbench: error: {exc.strerror} writing {exc.filename}; finished records are kept (a rerun "
+              f"continues): free space there and rerun", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
