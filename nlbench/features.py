@@ -87,8 +87,11 @@ class FeatureCache:
             return None, f"{label} are unreadable ({exc}); recomputing them"
         if not isinstance(stored, dict) or stored.get("key") != key.as_dict():
             return None, None  # another key's file (a digest collision or a foreign file): not ours to judge
-        if array.ndim != 2 or array.shape[0] != num_items or list(array.shape) != stored.get("shape"):
-            return None, f"{label} have shape {list(array.shape)}, expected {stored.get('shape')}; recomputing them"
+        if array.ndim != 2 or list(array.shape) != stored.get("shape"):
+            return None, (f"{label} have shape {list(array.shape)}, their record says {stored.get('shape')}; "
+                          f"recomputing them")
+        if array.shape[0] != num_items:
+            return None, f"{label} have {array.shape[0]} rows for {num_items} images; recomputing them"
         if array.dtype != np.float32:
             return None, f"{label} are {array.dtype}, expected float32; recomputing them"
         expected = stored.get("sha256")
