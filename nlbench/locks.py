@@ -61,6 +61,8 @@ def _alive(pid: int) -> bool:
 
 
 def describe_owner(owner: dict) -> str:
+    if not owner.get("token"):
+        return "an unreadable claim file"
     beat = time.time() - float(owner.get("heartbeat", 0))
     job = f", SLURM job {owner['slurm_job']}" if owner.get("slurm_job") else ""
     return f"{owner.get('user')}@{owner.get('host')} pid {owner.get('pid')}{job}, heartbeat {beat:.0f} s ago"

@@ -149,3 +149,13 @@ def test_two_processes_on_one_grid_do_each_cell_once(tmp_path):
     assert not ran[0] & ran[1], f"cells run twice: {ran[0] & ran[1]}"
     assert ran[0] and ran[1], "one process did everything: the runs did not overlap"
     assert not list((tmp_path / "runs" / "shared" / "claims").glob("*.lock"))
+
+
+def test_a_foreign_file_in_place_of_a_claim_is_taken_over(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "cell-a.lock").write_text("not json")
+    logs = []
+    claim = _claim(tmp_path, log=logs.append)
+    assert claim.acquire() is None
+    assert logs == ["cell-a: taking over the claim of an unreadable claim file: not a claim file"]
+    claim.release()
