@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
-        print(f"nlbench: error: {exc.strerror} writing {exc.filename}; finished records are kept (a rerun "
-              f"continues): free space there and rerun", file=sys.stderr)
+        print(f"nlbench: error: {(exc.strerror or str(exc)).lower()} writing {exc.filename}; finished records "
+              f"are kept: free space and rerun to continue", file=sys.stderr)
         return 1
 
 
