@@ -5,21 +5,26 @@ hash>/``: model, optimiser and scheduler state, every random number generator th
 (torch CPU and CUDA, the loop's own generator, NumPy, Python), the epoch reached, the evaluation
 history so far, the criterion's persistent tensors (ELR's targets), the per-epoch training subsets and
 the trainer's logged selections. A checkpoint is written to a temporary name and renamed, so a kill
-during the write leaves the previous one intact. The runner deletes the folder once the cell's record
-is written.
+during the write leaves the previous one intact; its sha256 (hashed as the bytes are written, no
+re-read) goes into ``<name>.sha256`` beside it and is checked before loading: a damaged checkpoint is
+reported and the cell starts over rather than resume from garbage (torch.load does not check its zip
+CRCs). The runner deletes the folder once the cell's record is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from nlbench.atomic import atomic_write
+from nlbench.atomic import atomic_write, atomic_write_bytes
+from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec
 
 
@@ -29,22 +34,52 @@ def checkpoint_dir(results: str | Path, spec: CellSpec) -> Path:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` ``state`` to ``path`` atomically."""
-    atomic_write(path, lambda f: torch.save(state, f))
+    """``torch.save`` ``state`` to ``path`` atomically, then its sha256 to ``<path>.sha256``.
+
+    The previous checksum goes first, so a kill at any point leaves a checkpoint with its own checksum or
+    with none (loaded unverified), never one with the previous checkpoint's (which would discard it)."""
+    checksum_path(path).unlink(missing_ok=True)
+    digest = atomic_write(path, lambda f: torch.save(state, f), sha256=True)
+    atomic_write_bytes(checksum_path(path), f"{digest}\n".encode())
+
+
+def checksum_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:
-    """The checkpoint at ``path`` (tensors on ``device``), or None when absent or unreadable.
+    """The checkpoint at ``path`` (tensors on ``device``), or None when absent, damaged or unreadable.
 
+    A checkpoint whose bytes do not match its ``.sha256`` is damaged (warned). One without a ``.sha256``
+    (a kill between the two renames, or an older nlbench) is loaded: the rename made it complete.
     Only tensors, containers and plain values are stored, so the file loads with ``weights_only=True``
     (no pickled code runs)."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
+        recorded = checksum_path(path).read_text().strip() if checksum_path(path).is_file() else None
+        with open(path, "rb") as f:  # streamed: a checkpoint may be GBs (ViT-B with optimiser state)
+            actual = _file_sha256(f) if recorded is not None else None
+    except PermissionError as exc:
+        raise ConfigError(f"cannot read checkpoint: {exc}") from None
+    except OSError:
+        return None
+    if recorded is not None and actual != recorded:
+        warnings.warn(f"checkpoint {path} does not match its checksum (damaged or changed); starting the cell "
+                      f"over", stacklevel=2)
+        return None
+    try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception:  # a foreign or damaged file: start over rather than crash the cell
         return None
+
+
+def _file_sha256(f) -> str:
+    digest = hashlib.sha256()
+    while chunk := f.read(1 << 24):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def remove_checkpoints(results: str | Path, spec: CellSpec) -> None:

@@ -12,6 +12,8 @@ import sys
 import typing
 from pathlib import Path
 
+from nlbench import interrupts
+from nlbench.atomic import DISK_FULL
 from nlbench.errors import ConfigError
 
 KINDS = ("methods", "backbones", "noise", "datasets", "grids")
@@ -228,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = args.func(args)
-        sys.stdout.flush()  # inside the try: a closed pipe shows up here
-        return code
+        with interrupts.sigterm_raises():
+            code = args.func(args)
+            sys.stdout.flush()  # inside the try: a closed pipe shows up here
+            return code
     except ConfigError as exc:
         print(f"nlbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
@@ -239,6 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         # stdout goes to /dev/null so that the interpreter's last flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished records stay, temp files are gone
+        interrupts.ignore_further_signals()
+        print(f"nlbench: {interrupts.describe(exc)}", file=sys.stderr)
+        return interrupts.exit_code(exc)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"nlbench: error: {(exc.strerror or str(exc)).lower()} writing {exc.filename}; finished records "
+              f"are kept: free space and rerun to continue", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

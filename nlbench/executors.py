@@ -239,7 +239,7 @@ class CellJob(submitit.helpers.Checkpointable):
         import traceback
 
         from nlbench.records import is_done
-        from nlbench.runner import run_cell, summary_line
+        from nlbench.runner import run_cell_once, summary_line
 
         results_path = Path(results)
         marker = state_dir(results_path, cells[0].grid)
@@ -260,10 +260,12 @@ class CellJob(submitit.helpers.Checkpointable):
                 print(f"{spec.cell_id}: already done", flush=True)
                 continue
             try:
-                record = run_cell(spec, results_path, cache, log=lambda m: print(m, flush=True))
+                record = run_cell_once(spec, results_path, cache, log=lambda m: print(m, flush=True))
             except Exception:
                 failed.append(f"{spec.cell_id}:\n{traceback.format_exc()}")
                 print(f"{spec.cell_id}: FAILED\n{failed[-1]}", flush=True)
+                continue
+            if record is None:  # another process holds the cell's claim (nlbench.locks)
                 continue
             print(summary_line(record), flush=True)
             done.append(spec.cell_id)

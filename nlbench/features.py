@@ -3,8 +3,12 @@
 A key holds what determines the features: backbone name, checkpoint tag and weights identity, the
 dataset's identity (name, split seed, subsample, …), the split, the view (0 = un-augmented, k ≥ 1 =
 the k-th seeded augmented view) and the preprocessing. Each entry is a ``.npy`` array (N, D) float32
-read memory-mapped, beside a ``.json`` with its full key; both are written to temporary names and
-renamed, and a read checks the key and the shape, so a torn or stale file is never used.
+read memory-mapped, beside a ``.json`` with its full key, shape and the sha256 of the array's bytes;
+both are written to temporary names and renamed (the ``.json`` last: it commits the entry). A read
+checks the key, the shape and the sha256, so a torn, stale or overwritten file is never used: it is
+recomputed with a warning. The sha256 of a file is verified once per process and file version (device,
+inode, size, mtime), so the many LP cells of a process that read one entry pay for it once (1 GB/s:
+0.15 s for CIFAR-100's 50k × 768 float32 train features; benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from nlbench.atomic import atomic_save_npy, atomic_write_bytes
+from nlbench.errors import ConfigError
 from nlbench.images import ImageSource
 from nlbench.transforms import BatchTransform
 
@@ -59,25 +65,50 @@ class FeatureCache:
         return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
     def load(self, key: FeatureKey, num_items: int) -> np.ndarray | None:
-        """The cached (N, D) array, memory-mapped, or None if absent, stale or torn."""
+        """The cached (N, D) array, memory-mapped, or None if absent, stale, torn or corrupt (warned)."""
+        array, problem = self.read(key, num_items)
+        if problem:
+            warnings.warn(problem, stacklevel=2)
+        return array
+
+    def read(self, key: FeatureKey, num_items: int) -> tuple[np.ndarray | None, str | None]:
+        """(array, None) for a valid entry; (None, None) when there is none; (None, why) when the entry
+        exists but cannot be used (then it is recomputed). A file we may not read is an error."""
         data, meta = self.paths(key)
         if not (data.is_file() and meta.is_file()):
-            return None
+            return None, None
+        label = f"cached features {data}"
         try:
             stored = json.loads(meta.read_text())
             array = np.load(data, mmap_mode="r")
-        except (ValueError, OSError):
-            return None
-        if stored.get("key") != key.as_dict() or array.ndim != 2 or array.shape[0] != num_items:
-            return None
-        if list(array.shape) != stored.get("shape"):
-            return None
-        return array
+        except PermissionError as exc:
+            raise ConfigError(f"cannot read the feature cache: {exc}") from None
+        except (ValueError, OSError) as exc:
+            return None, f"{label} are unreadable ({exc}); recomputing them"
+        if not isinstance(stored, dict) or stored.get("key") != key.as_dict():
+            return None, None  # another key's file (a digest collision or a foreign file): not ours to judge
+        if array.ndim != 2 or list(array.shape) != stored.get("shape"):
+            return None, (f"{label} have shape {list(array.shape)}, their record says {stored.get('shape')}; "
+                          f"recomputing them")
+        if array.shape[0] != num_items:
+            return None, f"{label} have {array.shape[0]} rows for {num_items} images; recomputing them"
+        if array.dtype != np.float32:
+            return None, f"{label} are {array.dtype}, expected float32; recomputing them"
+        expected = stored.get("sha256")
+        if expected is None:
+            return None, f"{label} carry no checksum (written by an older nlbench); recomputing them"
+        actual = _verified_digest(data, array)
+        if actual != expected:
+            return None, (f"{label} do not match their checksum (sha256 {actual[:12]}…, recorded "
+                          f"{str(expected)[:12]}…): the file was changed or damaged; recomputing them")
+        return array, None
 
     def store(self, key: FeatureKey, array: np.ndarray, seconds: float) -> np.ndarray:
         data, meta = self.paths(key)
-        atomic_save_npy(data, np.ascontiguousarray(array, dtype=np.float32))
-        info = {"key": key.as_dict(), "shape": list(array.shape), "seconds": round(seconds, 3)}
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        atomic_save_npy(data, array)
+        info = {"key": key.as_dict(), "shape": list(array.shape), "seconds": round(seconds, 3),
+                "sha256": array_digest(array)}
         atomic_write_bytes(meta, json.dumps(info, indent=1).encode())
         return np.load(data, mmap_mode="r")
 
@@ -85,8 +116,10 @@ class FeatureCache:
         self, key: FeatureKey, num_items: int, compute: Callable[[], np.ndarray], log: Callable[[str], None] = print
     ) -> tuple[np.ndarray, bool]:
         """(features, hit): read the cached array, or compute, store and return it."""
-        cached = self.load(key, num_items)
+        cached, problem = self.read(key, num_items)
         label = f"{key.backbone}/{key.dataset.get('dataset')}/{key.split}/view{key.view}"
+        if problem:
+            log(f"warning: {problem}")
         if cached is not None:  # hits are reported in the cell's summary line
             return cached, True
         start = time.perf_counter()
@@ -94,6 +127,23 @@ class FeatureCache:
         seconds = time.perf_counter() - start
         log(f"features {label}: cache fill ({num_items} images, {seconds:.1f} s)")
         return self.store(key, array, seconds), False
+
+
+def array_digest(array: np.ndarray) -> str:
+    """sha256 of a C-contiguous array's bytes (the data part of its ``.npy`` file)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+# (device, inode, size, mtime_ns) of a feature file → its sha256, for files verified by this process.
+_VERIFIED: dict[tuple[int, int, int, int], str] = {}
+
+
+def _verified_digest(path: Path, array: np.ndarray) -> str:
+    st = os.stat(path)
+    version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if version not in _VERIFIED:
+        _VERIFIED[version] = array_digest(array)
+    return _VERIFIED[version]
 
 
 @torch.no_grad()

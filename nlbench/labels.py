@@ -3,7 +3,9 @@
 Synthetic noise is drawn once per (dataset identity, noise model, rate, options, seed) and saved with
 its sha256 under ``<cache>/labels/``: the next cell with the same key reads the saved vector (after
 checking its hash), so every method of a grid, on any machine that shares the cache, trains on the very
-same labels, and an audit can compare a record's ``noise_audit`` with the saved vector.
+same labels, and an audit can compare a record's ``noise_audit`` with the saved vector. The ``.json``
+beside the ``.npz`` also holds the sha256 of the whole ``.npz`` file: a truncated or overwritten file is
+reported and drawn again, never read.
 """
 
 from __future__ import annotations
@@ -164,7 +166,8 @@ def save(path: Path, key: dict, result: NoisyLabels) -> None:
         arrays["flip_probability"] = result.flip_probability
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
-    meta = {"key": key, "sha256": result.digest, "n": len(result.labels), "model": result.model,
+    meta = {"key": key, "sha256": result.digest, "file_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+            "n": len(result.labels), "model": result.model,
             "convention": result.convention, "rate": result.rate, "realized_rate": round(result.realized_rate, 6)}
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=1, default=str).encode())
 
@@ -177,11 +180,27 @@ def load_saved(path: Path, key: dict, clean: np.ndarray, num_classes: int) -> No
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        with np.load(path) as z:
+        content = path.read_bytes()
+    except PermissionError as exc:
+        raise ConfigError(f"cannot read saved noisy labels: {exc}") from None
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"saved noisy labels {path} are unreadable ({exc}); drawing them again", stacklevel=3)
+        return None
+    if not isinstance(meta, dict):
+        warnings.warn(f"saved noisy labels {meta_path} hold no key; drawing them again", stacklevel=3)
+        return None
+    expected = meta.get("file_sha256")
+    if expected is not None and hashlib.sha256(content).hexdigest() != expected:
+        warnings.warn(f"saved noisy labels {path} do not match their checksum (truncated or changed); drawing "
+                      f"them again", stacklevel=3)
+        return None
+    try:
+        with np.load(io.BytesIO(content)) as z:
             arrays = {k: z[k] for k in z.files}
         labels = arrays["labels"].astype(np.int64)
-    except (OSError, ValueError, KeyError) as exc:
-        warnings.warn(f"saved noisy labels {path} are unreadable ({exc}); drawing them again", stacklevel=3)
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, ValueError, KeyError: a damaged file
+        warnings.warn(f"saved noisy labels {path} are unreadable ({type(exc).__name__}: {exc}); drawing them "
+                      f"again", stacklevel=3)
         return None
     if json.loads(json.dumps(key, default=str)) != meta.get("key"):
         return None

@@ -5,7 +5,8 @@ written to a temporary file in the same folder, flushed, then renamed over the t
 never see half a record and many array tasks can write side by side (two writers of the same cell: the
 last rename wins, both complete). The folder is fsynced after the rename where the filesystem allows, so
 a record that a job reported is not lost when the node crashes. "Done" means a complete record whose
-config hash matches the cell, not merely an existing file.
+config hash matches the cell, not merely an existing file. A record that exists but may not be read
+(permissions) is an error, never "not done": rerunning its cell would overwrite someone else's result.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from pathlib import Path
 
 from nlbench.atomic import atomic_write_bytes
+from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec
 
 
@@ -59,11 +61,17 @@ def _jsonable(value):
 
 
 def read_record(path: Path) -> dict | None:
-    """The record at ``path``, or None if missing or unreadable (a torn or foreign file)."""
+    """The record at ``path``, or None if missing or not a finished record (a foreign file: records are
+    written atomically, so never a torn one); ``ConfigError`` if it exists but cannot be read."""
     try:
         record = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except ValueError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read record {path} ({exc.strerror or exc}); fix its permissions or use "
+                          f"another --results folder") from None
     return record if isinstance(record, dict) and record.get("status") == "done" else None
 
 

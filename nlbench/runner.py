@@ -210,6 +210,7 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
     if not todo:
         log(f"grid {grid.name}: all {len(cells)} cells are done; nothing to run")
         return []
+    check_writable_folders(Path(results), grid.name, cache)
     log(f"grid {grid.name}: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} done)")
     if executor == "debug":
         return _run_debug(grid, todo, results=Path(results), cache=cache, log=log)
@@ -217,10 +218,46 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
 
     records = []
     for spec in tqdm(todo, desc=f"grid {grid.name}", disable=not progress, unit="cell"):
-        record = run_cell(spec, results, cache, progress=progress, log=log)
-        log(summary_line(record))
-        records.append(record)
+        record = run_cell_once(spec, results, cache, progress=progress, log=log)
+        if record is not None:
+            log(summary_line(record))
+            records.append(record)
     return records
+
+
+def check_writable_folders(results: Path, grid: str, cache: Path) -> None:
+    """Before any work: the grid's results folder and the cache must take files (read-only mount,
+    permissions), else one ConfigError line rather than a traceback after a computed cell."""
+    from nlbench.atomic import check_writable
+    from nlbench.records import records_dir
+
+    check_writable(records_dir(results, grid), "results folder", "choose a writable one with --results")
+    check_writable(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
+
+
+def run_cell_once(spec: CellSpec, results: str | Path, cache: str | Path, *, progress: bool = False,
+                  log: Callable[[str], None] = print) -> dict | None:
+    """``run_cell`` under the cell's claim (nlbench.locks), so that processes sharing a grid never run a
+    cell twice; None when another live process holds the claim or finished the cell meanwhile."""
+    from nlbench.interrupts import note
+    from nlbench.locks import claim_cell
+
+    with claim_cell(results, spec.grid, spec.cell_id, log=log) as busy:
+        if busy is not None:
+            log(f"{spec.cell_id}: running in another process ({busy}); skipped")
+            return None
+        if is_done(Path(results), spec):  # finished by another process after our plan was made
+            log(f"{spec.cell_id}: finished by another process; skipped")
+            return None
+        try:
+            return run_cell(spec, results, cache, progress=progress, log=log)
+        except KeyboardInterrupt as exc:
+            resumes = "it resumes from its last checkpoint" if any(
+                checkpoint_dir(results, spec).glob("*.pt")) else "it runs again"
+            done = len(list(record_path(Path(results), spec).parent.glob("*.json")))
+            note(exc, f"cell {spec.cell_id} (a rerun skips the {done} finished record(s) in "
+                      f"{record_path(Path(results), spec).parent}; {resumes})")
+            raise
 
 
 def _run_debug(grid: Grid, todo: list[CellSpec], *, results: Path, cache: Path,
@@ -275,6 +312,7 @@ def submit_grid(grid: Grid, *, results: Path, options: SlurmOptions, cache: Path
     from nlbench.status import SubmissionState, cell_statuses
 
     check_results_folder(Path(results), log)
+    check_writable_folders(Path(results), grid.name, Path(cache) if cache is not None else default_cache_dir())
     # Absolute paths: jobs may start in another directory, and status may be asked from anywhere.
     results = Path(results).resolve()
     cache = (Path(cache) if cache is not None else default_cache_dir()).resolve()

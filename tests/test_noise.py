@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 
@@ -295,11 +296,15 @@ def test_noisy_labels_are_saved_once_and_reused(tmp_path):
     planted[:5] = (planted[:5] + 1) % 10
     np.savez(saved[0], labels=planted)
     meta["sha256"] = label_digest(planted)
+    meta["file_sha256"] = hashlib.sha256(saved[0].read_bytes()).hexdigest()
     saved[0].with_suffix(".json").write_text(json.dumps(meta))
     _, _, again = noisy_labels(_spec(), dataset, tmp_path)
     assert np.array_equal(again.labels, planted)
-    # A vector whose hash does not match its record is not used: drawn again and rewritten.
+    # A vector whose hash does not match its record is not used: drawn again and rewritten (the file's own
+    # checksum is made to match, so the label hash is what catches it).
     np.savez(saved[0], labels=first.labels[::-1].copy())
+    meta["file_sha256"] = hashlib.sha256(saved[0].read_bytes()).hexdigest()
+    saved[0].with_suffix(".json").write_text(json.dumps(meta))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _, _, fresh = noisy_labels(_spec(), dataset, tmp_path)
