@@ -218,10 +218,15 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
         return _run_debug(grid, todo, results=Path(results), cache=cache, log=log)
     from tqdm.auto import tqdm
 
+    from nlbench.progress import GridProgress
+
     records = []
+    overall = GridProgress(len(cells), todo)
     for spec in tqdm(todo, desc=f"grid {grid.name}", disable=not progress, unit="cell"):
         record = run_cell(spec, results, cache, progress=progress, log=log)
+        overall.finished(spec)
         log(summary_line(record))
+        log(f"grid {grid.name}: {overall.line()}")
         records.append(record)
     return records
 
