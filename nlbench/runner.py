@@ -32,7 +32,7 @@ from nlbench.images import image_source
 from nlbench.labels import noisy_labels
 from nlbench.methods import build_method
 from nlbench.records import is_done, record_path, write_record
-from nlbench.train import TrainConfig, Trainer
+from nlbench.train import TrainConfig, Trainer, determinism
 from nlbench.transforms import BatchTransform
 
 if TYPE_CHECKING:
@@ -134,7 +134,9 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
     trainer.checkpoint_dir = checkpoint_dir(results, spec)
     torch.manual_seed(spec.seed)
     method = build_method(spec.method, spec.mode, spec.method_params)
-    fit = method.run(trainer, spec.mode)
+    # Threads and deterministic kernels for this cell only; the record states what the numbers depend on.
+    with determinism(config, trainer.device) as determinism_settings:
+        fit = method.run(trainer, spec.mode)
     is_noisy = None
     if dataset.train.labels is not None:
         is_noisy = np.asarray(train_labels) != dataset.train.labels
@@ -175,6 +177,7 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
             "resumed_from": trainer.resumed_from or [],
         },
         "env": environment(),
+        "determinism": determinism_settings,
     }
     write_record(record_path(Path(results), spec), record)
     remove_checkpoints(results, spec)  # only once the record is safely on disk
@@ -216,12 +219,17 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
         return _run_debug(grid, todo, results=Path(results), cache=cache, log=log)
     from tqdm.auto import tqdm
 
+    from nlbench.progress import GridProgress
+
     records = []
+    overall = GridProgress(len(cells), todo)
     for spec in tqdm(todo, desc=f"grid {grid.name}", disable=not progress, unit="cell"):
         record = run_cell_once(spec, results, cache, progress=progress, log=log)
-        if record is not None:
+        overall.finished(spec)
+        if record is not None:  # None: another run holds or finished this cell
             log(summary_line(record))
             records.append(record)
+        log(f"grid {grid.name}: {overall.line()}")
     return records
 
 

@@ -34,6 +34,7 @@ METRICS = {
 # Costs: lower is better (bold marks the cheapest).
 LOWER_IS_BETTER = ("time", "realized_rate", "backbone_forward_images", "backbone_backward_images")
 FORMATS = ("markdown", "latex", "csv")
+MISSING = "–"  # a cell without records (markdown); LaTeX prints "--", CSV leaves the field empty
 
 
 def method_key(record: dict) -> str:
@@ -88,7 +89,7 @@ def _setting(noise: str, rate: float) -> str:
 
 def _fmt(mean: float, std: float, n: int, fmt: str, bold: bool) -> str:
     if math.isnan(mean):
-        return "–"
+        return MISSING
     if n > 1 and not math.isnan(std):
         text = f"{mean:.2f} $\\pm$ {std:.2f}" if fmt == "latex" else f"{mean:.2f}±{std:.2f}"
     else:
@@ -136,7 +137,7 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
                     text += f" ({paper_by[(*r, b, s)]:.2f})"
                 col.append(text)
             else:
-                col.append("–")
+                col.append(MISSING)
         table[(b, label)] = col
     index = [row_label(m, k) for m, k in rows]
     return pd.DataFrame(table, index=pd.Index(index, name="method"))
@@ -157,7 +158,7 @@ def real_noise(df: pd.DataFrame, *, fmt: str) -> pd.DataFrame:
                 best, last = means.loc[(b, m, k)]
                 col.append(f"{best:.2f} / {last:.2f}")
             else:
-                col.append("–")
+                col.append(MISSING)
         table[row_label(m, k)] = col
     return pd.DataFrame(table, index=pd.Index(backbones, name="backbone"))
 
@@ -198,6 +199,20 @@ def with_paper(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return df.assign(paper=values)
 
 
+def latex_tabular(table: pd.DataFrame) -> str:
+    """A booktabs tabular of ``table``. Row and column labels (backbone, method and tag names) go through
+    pandas' LaTeX escaper, as ``_ & % # $ { } ~ ^ \\`` would stop pdflatex; cells hold the markup we made
+    (``\\textbf``, ``$\\pm$``). The index name ('method', 'backbone') heads the label column in the last
+    header row; as an index name pandas would give it a row of its own, empty but for it."""
+    table = table.replace(MISSING, "--")
+    table.columns = table.columns.set_names([None] * (table.columns.nlevels - 1) + [table.index.name])
+    styler = (table.style
+              .format_index(escape="latex", axis=0)
+              .format_index(escape="latex", axis=1)
+              .hide(names=True, axis="index"))
+    return styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "c" * table.shape[1])
+
+
 def render(records: list[dict], *, layout: str = "table1", metric: str = "test_acc_best",
            fmt: str = "markdown", realized: bool = False, paper: bool = False) -> str:
     """The leaderboard of ``records`` as markdown, LaTeX (booktabs) or CSV text; ``paper`` adds the paper's
@@ -214,12 +229,12 @@ def render(records: list[dict], *, layout: str = "table1", metric: str = "test_a
     else:
         table = table1(df, fmt=fmt, higher_is_better=metric not in LOWER_IS_BETTER, realized=realized)
     if fmt == "csv":
-        flat = table.copy()
+        flat = table.replace(MISSING, "")  # an empty field: pandas reads it back as NaN
         if isinstance(flat.columns, pd.MultiIndex):
             flat.columns = [" / ".join(c) for c in flat.columns]
         return flat.to_csv()
     if fmt == "latex":
-        return table.style.to_latex(hrules=True, multicol_align="c", column_format="l" + "c" * table.shape[1])
+        return latex_tabular(table)
     flat = table.copy()
     if isinstance(flat.columns, pd.MultiIndex):
         single = len(set(flat.columns.get_level_values(0))) == 1

@@ -8,9 +8,11 @@ validation epoch and at the last one (the paper's "best / last").
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +57,13 @@ class TrainConfig:
     amp: str = "bf16"  # bf16 autocast on CUDA; 'none' for fp32. Ignored on CPU.
     channels_last: bool = True  # for conv nets (CUDA and CPU)
     compile: bool = False  # torch.compile the FFT model (pays off on long GPU runs)
+    threads: int | None = None
+    """CPU threads torch uses for a cell (intra-op); None: the process's own setting (torch: one per core).
+    Fine-tuning results depend on it (the reduction order of conv/BatchNorm gradients), so a grid that
+    must reproduce its numbers on other machines pins it; every record states the count it ran with."""
+    deterministic: bool = True
+    """torch.use_deterministic_algorithms and deterministic cuDNN (CUDA: also CUBLAS_WORKSPACE_CONFIG), so a
+    rerun on the same machine and thread count gives the same record; false trades that for speed on GPUs."""
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -66,6 +75,12 @@ class TrainConfig:
         for name in ("lp_epochs", "fft_epochs", "lp_batch_size", "fft_batch_size", "eval_batch_size"):
             if int(getattr(config, name)) < 1:
                 raise ConfigError(f"[train] {name} must be ≥ 1; got {getattr(config, name)}")
+        if config.threads is not None and (isinstance(config.threads, bool) or not isinstance(config.threads, int)
+                                           or config.threads < 1):
+            raise ConfigError(f"[train] threads must be an integer ≥ 1 (or absent for torch's default); "
+                              f"got {config.threads!r}")
+        if not isinstance(config.deterministic, bool):
+            raise ConfigError(f"[train] deterministic must be true or false; got {config.deterministic!r}")
         if config.lp_optimizer not in OPTIMIZERS or config.fft_optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if config.scheduler not in ("cosine", "constant"):
@@ -84,6 +99,60 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def determinism(config: TrainConfig, device: torch.device) -> Iterator[dict]:
+    """Apply a cell's determinism settings for the duration of the block and restore the process's own after.
+
+    Yields what the record states: the thread count the cell ran with (and whether the grid pinned it),
+    the deterministic flag, the device and the CPU kernel level ATen picked (AVX2/AVX512: the same thread
+    count on another CPU family can still round differently)."""
+    threads_before = torch.get_num_threads()
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if config.deterministic and device.type == "cuda":
+        # cuBLAS reads it when its handle is made: a cell is the first CUDA work of a CLI or SLURM process.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: an op without a deterministic kernel warns (naming itself) instead of stopping the cell.
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = config.deterministic
+    torch.backends.cudnn.benchmark = not config.deterministic and cudnn_before[1]
+    try:
+        yield {"threads": torch.get_num_threads(), "threads_pinned": config.threads is not None,
+               "deterministic": config.deterministic, "device": str(device),
+               "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    finally:
+        torch.set_num_threads(threads_before)
+        torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_before
+
+
+def num_train_batches(n: int, batch_size: int) -> int:
+    """Training steps of an epoch over ``n`` samples: a last batch of one sample is folded into the one
+    before it (see ``training_batches``)."""
+    batches = math.ceil(n / batch_size)
+    return batches - 1 if batch_size > 1 and n > batch_size and n % batch_size == 1 else batches
+
+
+def training_batches(source: ImageSource, index: np.ndarray, batch_size: int,
+                     generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled epoch over ``index`` in batches of ``batch_size``, except that a last batch of one
+    sample joins the batch before it (batch_size + 1 samples): BatchNorm in training mode cannot
+    normalise a single sample ("Expected more than 1 value per channel"), and folding, unlike dropping,
+    keeps every sample in every epoch. The shuffle draws from ``generator`` exactly as
+    ``source.batches(shuffle=True)`` does, so every other epoch is unchanged."""
+    ids = torch.as_tensor(np.asarray(index), dtype=torch.long)
+    ids = ids[torch.randperm(len(ids), generator=generator)].numpy()
+    if num_train_batches(len(ids), batch_size) == math.ceil(len(ids) / batch_size):
+        yield from source.batches(ids, batch_size, shuffle=False)
+        return
+    head = len(ids) - batch_size - 1
+    yield from source.batches(ids[:head], batch_size, shuffle=False)
+    yield from source.batches(ids[head:], batch_size + 1, shuffle=False)
 
 
 class Criterion(Protocol):
@@ -393,7 +462,7 @@ class Trainer:
             subsets = [np.asarray(index(e)) for e in range(epochs)]
         else:
             subsets = [np.arange(self.num_train) if index is None else np.asarray(index)] * epochs
-        steps = sum(math.ceil(len(s) / cfg.fft_batch_size) for s in subsets)
+        steps = sum(num_train_batches(len(s), cfg.fft_batch_size) for s in subsets)
         opt = make_optimizer(cfg.fft_optimizer, model.parameters(), lr=cfg.fft_lr if lr is None else lr,
                              weight_decay=cfg.fft_weight_decay, momentum=cfg.momentum, device=self.device)
         sched = make_scheduler(cfg.scheduler, opt, steps)
@@ -441,7 +510,7 @@ class Trainer:
                     if isinstance(module, nn.modules.batchnorm._BatchNorm):
                         module.eval()
             total, count = 0.0, 0
-            for batch, ids in source.batches(subsets[epoch], cfg.fft_batch_size, shuffle=True, generator=generator):
+            for batch, ids in training_batches(source, subsets[epoch], cfg.fft_batch_size, generator):
                 x = train_tf(batch, generator)
                 if self.channels_last_for(backbone):
                     x = x.contiguous(memory_format=torch.channels_last)
