@@ -144,7 +144,7 @@ def decode_batch_on_device(items: list[torch.Tensor], paths: list[str], size: in
             decoded = decode_jpeg([items[k] for k in encoded], mode=ImageReadMode.RGB, device=device)
         except RuntimeError:
             decoded = [None] * len(encoded)
-        for k, image in zip(encoded, decoded):
+        for k, image in zip(encoded, decoded, strict=True):
             if image is None:
                 image = decode_tensor(paths[k], items[k], size).to(device)
             out[k] = fit_square(image, size)
