@@ -14,8 +14,10 @@ Steps (each timed; a failing step is recorded and the others still run):
 2. throughput: ``benchmarks/throughput.py`` for the six paper backbones, features and FFT training
    (eager; AdamW as the reference figures, and SGD as the engine), ViT-B/16 compiled (twice in one
    process: the second compilation shows what torch's caches save), each row with MFU.
-3. loader: ``benchmarks/loader.py`` (PIL, torchvision and nvJPEG decoders; workers needed).
-4. lp_scale: ``benchmarks/lp_scale.py`` at N = 1M, D = 768, C = 100, every LP method, 1 epoch.
+3. fft_breakdown: where an FFT step of ViT-B/16 and ResNet-50 goes (input pipeline, forward + backward,
+   SGD update, a host sync per step, an evaluation batch, a checkpoint write).
+4. loader: ``benchmarks/loader.py`` (PIL, torchvision and nvJPEG decoders; workers needed).
+5. lp_scale: ``benchmarks/lp_scale.py`` at N = 1M, D = 768, C = 100, every LP method, 1 epoch.
 
 Weights are random (the cost does not depend on them; the machine has no internet). It writes
 ``gpu_check.json`` (every row) and ``gpu_check.md`` (markdown rows for benchmarks/README.md) under --out.
@@ -43,6 +45,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+STEPS = ("quickstart", "throughput", "fft_breakdown", "loader", "lp_scale")
 PAPER_BACKBONES = ("vit_b16", "convnext_t", "mae_vit_b16", "msn_vit_b16", "clip_vit_b16", "resnet50")
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
 
@@ -220,6 +223,100 @@ def step_lp_scale(args, work: Path, device: str) -> dict:
     return json.loads(path.read_text())
 
 
+def fft_breakdown(name: str, device: torch.device, *, size: int | None, batch: int, steps: int, work: Path,
+                  amp: bool = True) -> dict:
+    """Where one FFT step of the engine's recipe goes, in ms per batch: the GPU-resident input pipeline
+    (CIFAR-sized uint8 images → crop/flip/resize/normalise), forward + backward, the SGD update, the
+    per-step host sync the engine used to do (``float(loss)``), an evaluation batch, and one checkpoint
+    write of model + optimiser state (per epoch in the engine)."""
+    from torch import nn
+
+    from nlbench.backbones import create_backbone
+    from nlbench.checkpoint import save_checkpoint
+    from nlbench.images import TensorImages
+    from nlbench.train import Classifier, make_optimizer
+    from nlbench.transforms import BatchTransform
+
+    backbone = create_backbone(name, pretrained=False)  # random weights: the cost does not depend on them
+    size = size or backbone.input_size[0]
+    model = Classifier(backbone.model, nn.Linear(backbone.feature_dim, 100)).to(device)
+    channels_last = backbone.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer("sgd", model.parameters(), lr=0.01, weight_decay=5e-4, momentum=0.9, device=device)
+    images = TensorImages(torch.randint(0, 256, (batch * 2, 32, 32, 3), dtype=torch.uint8).numpy(), device)
+    transform = BatchTransform(size=(size, size), mean=backbone.mean, std=backbone.std, augment=True)
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 100, (batch,), device=device)
+    use_amp = amp and device.type == "cuda"
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def timed(fn, n: int = steps) -> float:
+        fn()
+        sync()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync()
+        return (time.perf_counter() - start) / n * 1e3
+
+    x_uint8 = next(images.batches(torch.arange(batch).numpy(), batch, shuffle=False))[0]
+
+    def pipeline():
+        x = transform(x_uint8, generator)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    x = pipeline()
+
+    def forward_backward():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = nn.functional.cross_entropy(model(x).float(), labels)
+        loss.backward()
+        return loss
+
+    def full_step(read_loss: bool):
+        def step():
+            xb = pipeline()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = nn.functional.cross_entropy(model(xb).float(), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if read_loss:
+                float(loss.detach())
+        return step
+
+    model.train()
+    out = {"backbone": name, "device": str(device), "input": size, "batch": batch, "steps": steps,
+           "pipeline_ms": timed(pipeline), "forward_backward_ms": timed(forward_backward)}
+    out["sgd_update_ms"] = timed(opt.step)
+    out["step_no_sync_ms"] = timed(full_step(False))
+    out["step_sync_each_ms"] = timed(full_step(True))
+    model.eval()
+    with torch.no_grad():
+        def evaluate():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                model(x)
+        out["eval_batch_ms"] = timed(evaluate)
+    started = time.perf_counter()
+    save_checkpoint(work / "breakdown.pt", {"model": model.state_dict(), "optimizer": opt.state_dict()})
+    out["checkpoint_write_s"] = time.perf_counter() - started
+    out["checkpoint_mib"] = (work / "breakdown.pt").stat().st_size / 2**20
+    (work / "breakdown.pt").unlink()
+    out["train_img_s"] = batch / out["step_no_sync_ms"] * 1e3
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def step_fft_breakdown(args, work: Path, device: str) -> list[dict]:
+    if args.smoke:
+        return [fft_breakdown("efficientnet_lite0", torch.device("cpu"), size=32, batch=8, steps=2, work=work)]
+    return [fft_breakdown(name, torch.device(device), size=None, batch=128, steps=20, work=work)
+            for name in ("vit_b16", "resnet50")]
+
+
 # --------------------------------------------------------------------------- report
 def markdown(result: dict) -> str:
     """Rows for benchmarks/README.md."""
@@ -258,6 +355,14 @@ def markdown(result: dict) -> str:
         for r in lp["rows"]:
             lines.append(f"| {r['method']} | {r['n']:,} | {r['classes']} | {r['s_per_epoch']} | "
                          f"{r['peak_gpu_mib'] if r['peak_gpu_mib'] is not None else '—'} | {r['peak_rss_mib']} |")
+    fb = result["steps"].get("fft_breakdown", {})
+    if "rows" in fb:
+        lines += ["", "| FFT step of | batch | input pipeline ms | fwd+bwd ms | SGD update ms | step ms | "
+                      "step ms, sync each | eval batch ms | checkpoint s (MiB) |", "|---" * 9 + "|"]
+        for r in fb["rows"]:
+            lines.append(f"| `{r['backbone']}` | {r['batch']} | {r['pipeline_ms']} | {r['forward_backward_ms']} | "
+                         f"{r['sgd_update_ms']} | {r['step_no_sync_ms']} | {r['step_sync_each_ms']} | "
+                         f"{r['eval_batch_ms']} | {r['checkpoint_write_s']} ({r['checkpoint_mib']:.0f}) |")
     failed = [name for name, step in result["steps"].items() if isinstance(step, dict) and "error" in step]
     if failed:
         lines += ["", f"failed steps: {', '.join(failed)} (see gpu_check.json)"]
@@ -269,8 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny versions of every step, on CPU (CI)")
     parser.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.md and work files")
-    parser.add_argument("--steps", nargs="+", default=["quickstart", "throughput", "loader", "lp_scale"],
-                        choices=["quickstart", "throughput", "loader", "lp_scale"])
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--reference", default=str(REPO / "results" / "quickstart.md"),
                         help="CPU reference table of the quickstart (markdown)")
     parser.add_argument("--cpu-run", action="store_true",
@@ -292,14 +396,15 @@ def main(argv: list[str] | None = None) -> int:
                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "weights": "random (no internet on the GPU machine; cost does not depend on weights)"},
               "steps": {}}
-    steps = {"quickstart": step_quickstart, "throughput": step_throughput, "loader": step_loader,
-             "lp_scale": step_lp_scale}
+    steps = {"quickstart": step_quickstart, "throughput": step_throughput, "fft_breakdown": step_fft_breakdown,
+             "loader": step_loader, "lp_scale": step_lp_scale}
     with tempfile.TemporaryDirectory(prefix="gpu_check-", dir=out) as tmp:
         for name in args.steps:
             t0 = time.perf_counter()
             print(f"gpu_check: {name} …", file=sys.stderr, flush=True)
             try:
-                result["steps"][name] = steps[name](args, Path(tmp), device)
+                value = steps[name](args, Path(tmp), device)
+                result["steps"][name] = {"rows": value} if isinstance(value, list) else value
             except Exception as exc:  # one failing step must not lose the others' figures
                 result["steps"][name] = {"error": f"{type(exc).__name__}: {exc}",
                                          "traceback": traceback.format_exc()[-4000:]}
