@@ -155,7 +155,7 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         feature_key=lambda split, view: feature_key(n, num_classes, dim, split, view),
         transform=lambda backbone, augment: None, seed=seed, log=lambda line: None)
     trainer.nominal_noise = ("sym", 0.4)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     selection_s = None
     if method == "turn":  # probe and selection; the FFT phase needs images (throughput.py measures it)
         turn = build_method("turn", "lp-fft", {"lp_epochs": epochs})
@@ -172,13 +172,16 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         lp_epochs = epochs * 6 if method == "cl" else epochs
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     sampler.stop.set()
     sampler.join()
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if trainer.device.type == "cuda" else None
     return {
         "method": method, "n": n, "classes": num_classes, "dim": dim, "device": str(trainer.device),
         "epochs": lp_epochs, "wall_s": round(wall, 2), "s_per_epoch": round(wall / lp_epochs, 3),
+        # CPU seconds of this process: on a shared machine, the time one dedicated core would take
+        # (with --threads 1); wall time there includes waiting for a core.
+        "cpu_s": round(cpu, 2), "cpu_s_per_epoch": round(cpu / lp_epochs, 3),
         "selection_s": None if selection_s is None else round(selection_s, 2),
         "peak_rss_mib": round(_MemorySampler.status("VmHWM") / 1024, 1),
         "peak_anon_mib": round(max(sampler.peak_anon_kib, _MemorySampler.status("RssAnon")) / 1024, 1),
@@ -197,10 +200,13 @@ def measure(method: str, **kwargs) -> dict:
 def markdown(rows: list[dict]) -> str:
     from tabulate import tabulate
 
-    header = ["method", "N", "C", "device", "epochs", "wall s", "s/epoch", "s/epoch per 100k", "selection s",
+    header = ["method", "N", "C", "device", "epochs", "wall s", "s/epoch", "CPU s/epoch", "CPU s/epoch per 100k",
+              "selection s",
               "peak RSS MiB", "peak anon MiB", "peak GPU MiB", "features MiB"]
     table = [[r["method"], f"{r['n']:,}", r["classes"], r["device"], r["epochs"], r["wall_s"], r["s_per_epoch"],
-              round(r["s_per_epoch"] * 1e5 / r["n"], 3), r["selection_s"] if r["selection_s"] is not None else "—",
+              r.get("cpu_s_per_epoch", "—"),
+              round(r["cpu_s_per_epoch"] * 1e5 / r["n"], 3) if "cpu_s_per_epoch" in r else "—",
+              r["selection_s"] if r["selection_s"] is not None else "—",
               f"{r['peak_rss_mib']:,.0f}", f"{r['peak_anon_mib']:,.0f}",
               "—" if r["peak_gpu_mib"] is None else f"{r['peak_gpu_mib']:,.0f}", f"{r['features_mib']:,.0f}"]
              for r in rows]
