@@ -122,3 +122,16 @@ def test_gpu_check_smoke_runs_every_step_on_cpu(tmp_path):
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| LP method |" in md and "| backbone | mode |" in md and "quickstart on CPU" in md
     assert "| FFT step of |" in md
+
+
+def test_jsd_in_row_chunks_equals_the_whole(monkeypatch):
+    from nlbench import selection
+
+    rng = np.random.default_rng(0)
+    probs, labels = rng.dirichlet(np.ones(7), 1000), rng.integers(0, 7, 1000)
+    whole = selection.jsd_to_labels(probs, labels)
+    monkeypatch.setattr(selection, "_JSD_CHUNK", 33)
+    assert np.array_equal(selection.jsd_to_labels(probs, labels), whole)
+    # Hand-computed row: p = (0.5, 0.5), label 0: m = (0.75, 0.25);
+    # JSD = ½[log2(1/0.75)] + ½[0.5 log2(0.5/0.75) + 0.5 log2(0.5/0.25)] = 0.311278
+    assert selection.jsd_to_labels(np.array([[0.5, 0.5]]), np.array([0]))[0] == pytest.approx(0.311278, abs=1e-6)
