@@ -390,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     device = "cpu" if args.smoke else "cuda"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from nlbench.atomic import atomic_write_bytes
+
     started = time.perf_counter()
     result = {"meta": {"device": torch.cuda.get_device_name() if device == "cuda" else "CPU", "smoke": args.smoke,
                        "torch": torch.__version__, "host": platform.node(), "cpus": os.cpu_count(),
@@ -410,12 +412,12 @@ def main(argv: list[str] | None = None) -> int:
                                          "traceback": traceback.format_exc()[-4000:]}
             result["steps"][name] = {**result["steps"][name], "step_seconds": round(time.perf_counter() - t0, 1)} \
                 if isinstance(result["steps"][name], dict) else result["steps"][name]
+            # Written after every step: a check stopped by a time limit keeps what it measured.
+            atomic_write_bytes(out / "gpu_check.json", (json.dumps(result, indent=1, default=str) + "\n").encode())
             error = result["steps"][name].get("error")
             print(f"gpu_check: {name} done in {time.perf_counter() - t0:.1f} s"
                   f"{' (FAILED: ' + error[:300] + ')' if error else ''}", file=sys.stderr, flush=True)
     result["meta"]["seconds"] = round(time.perf_counter() - started, 1)
-    from nlbench.atomic import atomic_write_bytes
-
     atomic_write_bytes(out / "gpu_check.json", (json.dumps(result, indent=1, default=str) + "\n").encode())
     text = markdown(result)
     atomic_write_bytes(out / "gpu_check.md", text.encode())
