@@ -2,7 +2,7 @@
 
 Cold: every LP cell starts from an empty cache, so each one runs the backbone over all splits (what
 a benchmark without a cache does). Warm: the cache is filled once, then every LP cell reads it.
-Prints both wall times and their ratio (target ≥ 20×, shared/spec/performance.md).
+Prints both wall times and their ratio (target ≥ 20×, docs/performance.md).
 
     python benchmarks/cache.py [--grid quickstart] [--input-size PX] [--noise MODEL:RATE ...] [--json OUT]
 

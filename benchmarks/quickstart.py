@@ -2,7 +2,7 @@
 
 Runs the real command in a child process with an empty results folder and feature cache, as a new
 user's first run does, and prints its output followed by the figures (targets: ≤ 5 minutes and
-≤ 4 GiB on 2 CPU cores, shared/spec/performance.md). Peak memory is the child's maximum resident set.
+≤ 4 GiB on 2 CPU cores, docs/performance.md). Peak memory is the child's maximum resident set.
 
     python benchmarks/quickstart.py [--grid quickstart] [--results DIR]
 

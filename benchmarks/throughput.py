@@ -2,7 +2,7 @@
 
 Runs on whatever device it finds (or ``--device``). On CUDA: bf16 autocast, channels_last for the conv
 nets, PyTorch's fused attention (timm's and open_clip's default), fused AdamW, the checkpoint's input
-size, batch 128 for training and 512 for features (the settings of shared/spec/performance.md), and MFU
+size, batch 128 for training and 512 for features (the settings of docs/performance.md's reference), and MFU
 from torch's FlopCounterMode (training = 3 × forward FLOPs) against the GPU's dense bf16 peak. On CPU:
 fp32, small inputs (64 px) and a few iterations, so that all seven backbones finish in minutes on 2 cores.
 
@@ -85,7 +85,8 @@ def forward_gflop(model: nn.Module, size: int, device: torch.device, channels_la
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.randn(1, 3, size, size, device=device)
+    # Two images: one would stop BatchNorm in training mode where a conv net's last map is 1×1 (small inputs).
+    x = torch.randn(2, 3, size, size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     counter = FlopCounterMode(display=False)
@@ -94,7 +95,7 @@ def forward_gflop(model: nn.Module, size: int, device: torch.device, channels_la
     with counter:
         model(x)
     model.train(was_training)
-    return counter.get_total_flops() / 1e9
+    return counter.get_total_flops() / 2 / 1e9
 
 
 def time_loop(step, iters: int, warmup: int, device: torch.device) -> list[float]:
@@ -113,7 +114,8 @@ def time_loop(step, iters: int, warmup: int, device: torch.device) -> list[float
 
 def measure(name: str, *, device: torch.device, size: int | None, batch: int, mode: str, iters: int, warmup: int,
             amp: bool, channels_last: bool, compile_model: bool, pretrained: bool, weights: str | None,
-            tag: str | None, num_classes: int = 100) -> dict:
+            tag: str | None, num_classes: int = 100, optimizer: str = "adamw",
+            compile_backend: str = "inductor") -> dict:
     """One measurement: ``mode`` 'features' (inference) or 'train' (a full fine-tuning step)."""
     backbone = create_backbone(name, pretrained=pretrained, weights=weights, tag=tag)
     size = size or backbone.input_size[0]
@@ -125,7 +127,7 @@ def measure(name: str, *, device: torch.device, size: int | None, batch: int, mo
     if cl:
         model = model.to(memory_format=torch.channels_last)
     gflop = forward_gflop(backbone.model, size, device, cl)
-    run = torch.compile(model) if compile_model else model
+    run = torch.compile(model, backend=compile_backend) if compile_model else model
     x = torch.randn(batch, 3, size, size, device=device)
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -140,7 +142,9 @@ def measure(name: str, *, device: torch.device, size: int | None, batch: int, mo
                 run(x)
     else:
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+        # AdamW: the reference figures' step; SGD with momentum: the engine's FFT default (nlbench/train.py).
+        opt = (torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda") if optimizer == "adamw"
+               else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, weight_decay=5e-4))
 
         def step() -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -150,7 +154,12 @@ def measure(name: str, *, device: torch.device, size: int | None, batch: int, mo
             loss.backward()
             opt.step()
 
-    times = sorted(time_loop(step, iters, warmup, device))
+    sync(device)
+    started = time.perf_counter()
+    step()  # the first step: compilation when compiled, cuDNN autotuning otherwise
+    sync(device)
+    first_step_s = time.perf_counter() - started
+    times = sorted(time_loop(step, iters, max(0, warmup - 1), device))
     seconds = times[len(times) // 2]  # median step: robust to other processes sharing the machine
     img_s = batch / seconds
     peak = peak_flops(device)
@@ -161,6 +170,7 @@ def measure(name: str, *, device: torch.device, size: int | None, batch: int, mo
         "peak_mib": round(peak_memory_mib(device), 1), "gflop_fwd_per_img": round(gflop, 3),
         "mfu_percent": round(100 * img_s * flops_per_img / peak, 1) if peak else None,
         "amp": "bf16" if use_amp else "fp32", "channels_last": cl, "compiled": compile_model,
+        "first_step_s": round(first_step_s, 2), "optimizer": optimizer if mode == "train" else None,
     }
     return row
 
@@ -201,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="channels_last for conv nets")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on GPUs)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend ('eager' checks the compile path quickly on CPU)")
+    parser.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"],
+                        help="training step's optimiser: adamw (the reference figures) or sgd (the engine's FFT)")
     parser.add_argument("--pretrained", action="store_true", help="load published weights (needs them cached)")
     parser.add_argument("--weights", help="local checkpoint file (with one backbone)")
     parser.add_argument("--tag", help="checkpoint tag (with one backbone)")
@@ -240,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             for batch in feature_batches if mode == "features" else train_batches:
                 kwargs = dict(device=device, size=size, batch=batch, mode=mode, iters=iters, warmup=warmup,
                               amp=args.amp, channels_last=args.channels_last, compile_model=args.compile,
-                              pretrained=args.pretrained, weights=args.weights, tag=args.tag)
+                              pretrained=args.pretrained, weights=args.weights, tag=args.tag,
+                              optimizer=args.optimizer, compile_backend=args.compile_backend)
                 try:
                     row = in_fresh_process(name, kwargs, args.threads) if isolate else measure(name, **kwargs)
                 except torch.cuda.OutOfMemoryError:

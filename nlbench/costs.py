@@ -1,16 +1,27 @@
 """GPU-hour estimates of a grid's cells, from a per-backbone cost table measured on an H100.
 
-The table (``COSTS``) holds the reference figures of ``shared/spec/performance.md``: one NVIDIA H100 80GB
-HBM3, torch 2.11 + CUDA 13, timm 1.0.29, random weights, 224 px, bf16 autocast, channels_last for conv
-nets, fused AdamW; batch 128 for training, 512 for features. MAE and MSN ViT-B/16 have the ViT-B/16 cost
-(same architecture). ``benchmarks/throughput.py`` measures the same quantities on any machine.
+The table (``COSTS``) holds the reference figures of ``docs/performance.md``: one NVIDIA H100 80GB HBM3,
+2026-11-26, torch 2.11 + CUDA 13, timm 1.0.29, random weights, 224 px, bf16 autocast, channels_last for
+conv nets, fused AdamW; batch 128 for training, 512 for features. MAE and MSN ViT-B/16 have the ViT-B/16
+cost (same architecture). ``benchmarks/throughput.py`` and ``benchmarks/gpu_check.py`` measure the same
+quantities on any machine.
 
-What a grid costs (``estimate_gpu_hours``):
+What a grid costs (``estimate_gpu_hours``; ``CostEstimate.format`` prints each assumption):
 
 * FFT cell (mode 'fft'): ``fft_epochs`` × train images at the FFT train rate (the method's own
   ``fft_epochs`` where it has one, else the grid's ``[train] fft_epochs``), plus one evaluation pass over
   val + test per epoch at the feature rate. That evaluation count is an upper bound: test runs only on
   epochs that improve validation accuracy and on the last.
+* Compilation: a cell runs compiled where ``[train] compile`` is true, or where it is 'auto' (the
+  default) and ``compile_pays``: the backbone has a measured compiled rate and the images the cell
+  trains on save more time at that rate than one compilation costs (``compile_s``, the reference's
+  slowest, 31 s, counted once per compiled fine-tuning run: an upper bound, since torch reuses compiled
+  code across runs of one architecture in a process). The engine (``Trainer.fine_tune``) makes the same
+  decision with the same function.
+* Input pipeline: datasets held on the device as one uint8 tensor (CIFAR, digits, Fashion-MNIST) cost
+  0.34 ms per batch of 128 for crop, flip, resize and normalise (reference figure). Datasets read by
+  path are assumed decoded as fast as the GPU trains (``benchmarks/loader.py`` prints the workers that
+  takes); their decoding is not counted.
 * TURN's FFT phase (mode 'lp-fft'): the method's ``fft_epochs`` (5) × the selected class-balanced subset
   at the FFT train rate, plus val + test per epoch. The subset size is not known before the run; we
   assume the expected clean share of the training labels, ``1 − rate`` for synthetic noise, and
@@ -22,9 +33,10 @@ What a grid costs (``estimate_gpu_hours``):
   features takes seconds and is not counted.
 * Inputs at another size than 224 px (``[train] input_size``) scale the cost by the pixel ratio
   (size/224)², a rough rule (small inputs use the GPU less well than that).
+* The train rates are the reference's at batch 128 with AdamW; a cell at another ``fft_batch_size`` is
+  flagged in the assumptions (its rate is not measured; SGD's update costs less than AdamW's).
 
-Fixed costs are not counted: process start, model build, dataset decoding from disk (the CIFAR pipeline
-runs on the GPU at ≈ 374k img/s, performance.md), feature-cache reads.
+Fixed costs not counted: process start, model build, checkpoint writes, feature-cache reads.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from nlbench.grids import CellSpec
 
 @dataclass(frozen=True)
 class BackboneCost:
-    """H100 figures of one architecture at 224 px (performance.md)."""
+    """H100 figures of one architecture at 224 px (docs/performance.md)."""
 
     arch: str
     gflop_fwd: float  # forward GFLOP per image
@@ -46,12 +58,14 @@ class BackboneCost:
     train_img_s: float  # FFT training step, batch 128, bf16, eager
     train_img_s_compiled: float | None = None  # with torch.compile, where measured
     peak_train_gib: float | None = None
+    compile_s: float | None = None  # seconds one torch.compile of the training step took, where measured
 
     def train_rate(self, compiled: bool) -> float:
         return self.train_img_s_compiled if compiled and self.train_img_s_compiled else self.train_img_s
 
 
-_VIT = BackboneCost("vit_base_patch16_224", 35.1, 8835, 2448, 3142, 9.5)
+# The reference's ViT-B/16 compilation took 24-31 s; the estimate counts the slowest.
+_VIT = BackboneCost("vit_base_patch16_224", 35.1, 8835, 2448, 3142, 9.5, compile_s=31.0)
 COSTS: dict[str, BackboneCost] = {
     "vit_b16": _VIT,
     "mae_vit_b16": _VIT,  # same architecture as ViT-B/16
@@ -62,7 +76,32 @@ COSTS: dict[str, BackboneCost] = {
     "efficientnet_lite0": BackboneCost("tf_efficientnet_lite0", 0.8, 20605, 4898, None, 5.0),
 }
 REFERENCE_SIZE = 224
-HARDWARE = "NVIDIA H100 80GB HBM3 (shared/spec/performance.md)"
+REFERENCE_TRAIN_BATCH = 128
+HARDWARE = "NVIDIA H100 80GB HBM3 (reference figures of docs/performance.md, 2026-11-26)"
+# Crop, flip, resize to 224 and normalise of a batch of 128 uint8 CIFAR images held on the GPU: 0.34 ms
+# (docs/performance.md), per training image.
+DEVICE_PIPELINE_S_PER_IMG = 0.34e-3 / 128
+# Datasets an ImageSource holds on the device as one uint8 tensor (nlbench.images.TensorImages).
+IN_MEMORY_DATASETS = frozenset({"cifar10", "cifar100", "cifar10n", "cifar100n", "digits", "fashion_mnist"})
+
+
+def compile_pays(backbone: str, train_images: float, *, scale: float = 1.0) -> bool:
+    """Whether torch.compile shortens a fine-tuning run of ``train_images`` images (224-px equivalents ×
+    ``scale``) on ``backbone``: only with measured compiled and eager rates and compile time, and only
+    when the time saved exceeds one compilation."""
+    cost = COSTS.get(backbone)
+    if cost is None or not cost.train_img_s_compiled or cost.compile_s is None:
+        return False
+    saved = train_images * scale * (1.0 / cost.train_img_s - 1.0 / cost.train_img_s_compiled)
+    return saved > cost.compile_s
+
+
+def compiled_for(cell: CellSpec, backbone: str, train_images: float, scale: float) -> bool:
+    """The compile decision of a cell's fine-tuning run: [train] compile true/false, or 'auto'."""
+    setting = cell.train.get("compile", "auto")
+    if setting == "auto":
+        return compile_pays(backbone, train_images, scale=scale)
+    return bool(setting)
 
 # (train, val, test) images at each loader's default options; a cell's dataset_options train_size /
 # val_size / test_size win. Sources: the loaders in nlbench/datasets/ and the datasets' papers.
@@ -97,7 +136,10 @@ class BackboneHours:
     eval_images: float = 0.0  # FFT per-epoch evaluation images
     feature_images: float = 0.0  # feature-cache fills
     feature_passes: int = 0  # distinct (dataset, split, view, …) passes
+    compiled_runs: int = 0  # fine-tuning runs that compile (each pays compile_s)
     hours: float = 0.0
+    # seconds by kind: 'train', 'eval', 'features', 'compile', 'input pipeline'
+    seconds: dict = field(default_factory=lambda: defaultdict(float))
 
 
 @dataclass
@@ -109,24 +151,53 @@ class CostEstimate:
     total_hours: float
     missing_backbones: list[str] = field(default_factory=list)
     missing_datasets: list[str] = field(default_factory=list)
+    other_batch_sizes: list[int] = field(default_factory=list)  # fft_batch_size values ≠ the reference's
+
+    def seconds_by_kind(self) -> dict[str, float]:
+        total: dict[str, float] = defaultdict(float)
+        for r in self.rows:
+            for kind, sec in r.seconds.items():
+                total[kind] += sec
+        return dict(total)
 
     def format(self) -> str:
-        """Lines per backbone and a total, with the assumptions in one line."""
+        """Lines per backbone, a total, where the time goes, and every assumption."""
         lines = [f"estimated GPU time on one {HARDWARE}:"]
         width = max([len(r.backbone) for r in self.rows] + [8])
         for r in self.rows:
             lines.append(
                 f"  {r.backbone:<{width}}  {r.hours:7.2f} h  ({r.fft_cells} FFT + {r.turn_cells} TURN cells: "
-                f"{_count(r.train_images)} train img, {_count(r.eval_images)} eval img; "
+                f"{_count(r.train_images)} train img, {_count(r.eval_images)} eval img, {r.compiled_runs} compiled; "
                 f"{r.lp_cells} LP cells: {r.feature_passes} feature passes, {_count(r.feature_images)} img)")
         lines.append(f"  {'total':<{width}}  {self.total_hours:7.2f} h")
-        lines.append("  (bf16 eager figures, compiled where [train] compile is set; TURN subset = expected clean "
-                     "share; evaluation of val+test every FFT epoch; fixed costs not counted; see nlbench/costs.py)")
+        kinds = self.seconds_by_kind()
+        if kinds:
+            lines.append("  where it goes: " + ", ".join(f"{kind} {sec / 3600:.2f} h" for kind, sec in kinds.items()))
+        lines.append("  assumptions:")
+        lines.extend("    - " + a for a in ASSUMPTIONS)
+        if self.other_batch_sizes:
+            lines.append(f"    - cells at fft_batch_size {', '.join(map(str, self.other_batch_sizes))}: rate not "
+                         f"measured, the batch-{REFERENCE_TRAIN_BATCH} figure is used (smaller batches run slower)")
         if self.missing_backbones:
             lines.append(f"  not counted, no cost figures: {', '.join(self.missing_backbones)}")
         if self.missing_datasets:
             lines.append(f"  not counted, unknown dataset size (pass train_size): {', '.join(self.missing_datasets)}")
         return "\n".join(lines)
+
+
+ASSUMPTIONS = (
+    f"rates: the H100 reference figures (bf16, 224 px; train at batch {REFERENCE_TRAIN_BATCH} with fused AdamW, "
+    "features at batch 512), docs/performance.md; MAE/MSN ViT-B/16 = ViT-B/16",
+    "compile: [train] compile 'auto' compiles where a measured compiled rate saves more than one compilation "
+    "(only ViT-B/16 and its MAE/MSN variants have one: 3,142 vs 2,448 img/s) and counts 31 s per compiled run",
+    "FFT evaluation: val + test every epoch at the feature rate (an upper bound: test runs on improving epochs "
+    "and the last)",
+    "TURN's FFT subset: the expected clean share of the training set (1 - noise rate)",
+    "input pipeline: 0.34 ms per 128 images for in-memory datasets (GPU-resident crop/flip/resize); datasets "
+    "read by path assumed decoded as fast as the GPU trains (benchmarks/loader.py)",
+    "LP: one feature pass per (backbone, dataset, split, view) for the whole grid; linear heads not counted",
+    "not counted: process start, model build, checkpoint writes, feature-cache reads",
+)
 
 
 def _count(n: float) -> str:
@@ -163,6 +234,7 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
     rows: dict[str, BackboneHours] = {}
     missing_b: set[str] = set()
     missing_d: set[str] = set()
+    batch_sizes: set[int] = set()
     passes: dict[str, set] = defaultdict(set)
     for cell in cells:
         cost = COSTS.get(cell.backbone)
@@ -177,16 +249,27 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
         row = rows.setdefault(cell.backbone, BackboneHours(cell.backbone))
         input_size = cell.train.get("input_size") or REFERENCE_SIZE
         scale = (input_size / REFERENCE_SIZE) ** 2
-        train_rate = cost.train_rate(bool(cell.train.get("compile")))
         seconds = 0.0
         if cell.mode in ("fft", "lp-fft"):
             epochs = int(cell.method_params.get("fft_epochs", cell.train.get("fft_epochs", 10)))
             share = clean_fraction(cell) if cell.mode == "lp-fft" else 1.0
+            compiled = compiled_for(cell, cell.backbone, epochs * n_train * share, scale)
             train_img = epochs * n_train * share * scale
             eval_img = epochs * (n_val + n_test) * scale
             row.train_images += train_img
             row.eval_images += eval_img
-            seconds += train_img / train_rate + eval_img / cost.features_img_s
+            parts = {"train": train_img / cost.train_rate(compiled), "eval": eval_img / cost.features_img_s}
+            if compiled and cost.compile_s is not None:
+                parts["compile"] = cost.compile_s
+                row.compiled_runs += 1
+            if cell.dataset in IN_MEMORY_DATASETS:
+                parts["input pipeline"] = epochs * n_train * share * DEVICE_PIPELINE_S_PER_IMG
+            for kind, sec in parts.items():
+                row.seconds[kind] += sec
+                seconds += sec
+            batch = int(cell.train.get("fft_batch_size", REFERENCE_TRAIN_BATCH) or REFERENCE_TRAIN_BATCH)
+            if batch != REFERENCE_TRAIN_BATCH:
+                batch_sizes.add(batch)
             if cell.mode == "fft":
                 row.fft_cells += 1
             else:
@@ -206,8 +289,10 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
                 n = {"train": n_train, "val": n_val, "test": n_test}[split] * scale
                 row.feature_passes += 1
                 row.feature_images += n
+                row.seconds["features"] += n / cost.features_img_s
                 seconds += n / cost.features_img_s
         row.hours += seconds / 3600.0
     ordered = [rows[b] for b in dict.fromkeys(c.backbone for c in cells) if b in rows]
     return CostEstimate(rows=ordered, total_hours=sum(r.hours for r in ordered),
-                        missing_backbones=sorted(missing_b), missing_datasets=sorted(missing_d))
+                        missing_backbones=sorted(missing_b), missing_datasets=sorted(missing_d),
+                        other_batch_sizes=sorted(batch_sizes))

@@ -173,3 +173,24 @@ def extract_features(
         if counter is not None:
             counter(len(batch))
     return torch.cat(out).numpy()
+
+
+def features_tensor(array: np.ndarray, device: torch.device, *, chunk_rows: int = 65_536) -> torch.Tensor:
+    """(N, D) float32 features as a tensor on ``device``, never copied whole in host memory.
+
+    On the CPU the tensor is a read-only view of the memory-mapped cache file: rows are read from disk
+    as batches index them (a million 768-d features are 3 GiB; an LP epoch reads each row once). On
+    an accelerator the features move to device memory in chunks of ``chunk_rows``, where LP epochs
+    are fastest."""
+    if device.type == "cpu":
+        if array.dtype != np.float32:
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        with warnings.catch_warnings():
+            # Read-only memory map: torch warns that writes are undefined; nothing writes to features.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(array)
+    out = torch.empty(array.shape, dtype=torch.float32, device=device)
+    for start in range(0, len(array), chunk_rows):
+        rows = np.ascontiguousarray(array[start : start + chunk_rows], dtype=np.float32)
+        out[start : start + len(rows)].copy_(torch.from_numpy(rows))
+    return out

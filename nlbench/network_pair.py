@@ -58,6 +58,25 @@ class CoNet(nn.Module):
         return self.projection(z) if self.projection is not None else self.head(z)
 
 
+class ViewBank:
+    """K cached feature views, each (N, D), indexed like their (K, N, D) stack — ``bank[picks, rows]``
+    — without stacking them: a stack would copy every view (3 GiB per view at a million 768-d
+    features) where a batch needs only its rows."""
+
+    def __init__(self, views: list[torch.Tensor]) -> None:
+        self.views = views
+        self.shape = (len(views), *views[0].shape)
+
+    def __getitem__(self, key: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        picks, rows = key
+        first = self.views[0]
+        out = torch.empty((len(rows), first.shape[1]), dtype=first.dtype, device=rows.device)
+        for k, view in enumerate(self.views):
+            where = picks == k
+            out[where] = view[rows[where].to(view.device)].to(out.device)
+        return out
+
+
 class NetworkPair:
     """Two networks, their optimisers and schedules, and the views they train on, in 'lp' or 'fft' mode.
 
@@ -78,9 +97,9 @@ class NetworkPair:
         self.nets: list[CoNet] = []
         self.backbones = []
         if mode == "lp":
-            # (K, N, D) on the device: view k-1 of sample i is bank[k-1, i]. Features of view 0 (un-augmented,
+            # K views of (N, D): view k-1 of sample i is bank[k-1, i]. Features of view 0 (un-augmented,
             # for division and evaluation) and of val/test come from the same cache.
-            self.bank = torch.stack([trainer.features("train", k) for k in range(1, views + 1)])
+            self.bank = ViewBank([trainer.features("train", k) for k in range(1, views + 1)])
             for split in ("train", "val", "test"):
                 trainer.features(split)
             dim = self.bank.shape[2]

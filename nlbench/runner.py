@@ -61,6 +61,12 @@ def make_transform(spec: CellSpec, dataset: Dataset) -> Callable:
 def make_feature_key(spec: CellSpec, dataset: Dataset) -> Callable[[str, int], FeatureKey]:
     weights = weights_identity(spec)
     transform = {"input_size": spec.train.get("input_size") or "checkpoint", "hflip": dataset.hflip}
+    if dataset.train.paths is not None:  # images read by path: the decoder changes the pixels a little
+        from nlbench.datasets.files import decoder_identity
+
+        device = spec.train.get("device", "auto")
+        transform["decoder"] = decoder_identity("cuda" if device == "auto" and torch.cuda.is_available()
+                                                else "cpu" if device == "auto" else device)
 
     def key(split: str, view: int) -> FeatureKey:
         return FeatureKey(backbone=spec.backbone, weights=weights, dataset=dataset.identity, split=split,

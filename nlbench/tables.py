@@ -168,7 +168,7 @@ PAPER_METHOD = {"ce": "CE", "gce": "GCE", "elr": "ELR", "dividemix": "DivideMix"
 
 
 def paper_results() -> pd.DataFrame:
-    """Every number of the paper's three tables (transcribed from its summary; shared/spec/paper_results.csv)."""
+    """Every number of the paper's three tables (transcribed from its summary into nlbench/data/paper_results.csv)."""
     from importlib import resources
 
     with resources.files("nlbench").joinpath("data/paper_results.csv").open() as f:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from nlbench.backbones import Backbone
 from nlbench.errors import ConfigError
-from nlbench.features import FeatureCache, FeatureKey, extract_features
+from nlbench.features import FeatureCache, FeatureKey, extract_features, features_tensor
 from nlbench.images import ImageSource
 from nlbench.transforms import BatchTransform
 
@@ -56,7 +56,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "bf16"  # bf16 autocast on CUDA; 'none' for fp32. Ignored on CPU.
     channels_last: bool = True  # for conv nets (CUDA and CPU)
-    compile: bool = False  # torch.compile the FFT model (pays off on long GPU runs)
+    # torch.compile the FFT model: true, false, or 'auto' = on CUDA where the backbone's measured compiled
+    # rate saves more than a compilation over the run (nlbench.costs.compile_pays; ViT-B/16 family today).
+    compile: bool | str = "auto"
     threads: int | None = None
     """CPU threads torch uses for a cell (intra-op); None: the process's own setting (torch: one per core).
     Fine-tuning results depend on it (the reduction order of conv/BatchNorm gradients), so a grid that
@@ -87,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"scheduler {config.scheduler!r}; expected one of: constant, cosine")
         if config.amp not in ("bf16", "none"):
             raise ConfigError(f"amp {config.amp!r}; expected one of: bf16, none")
+        if config.compile not in (True, False, "auto"):
+            raise ConfigError(f"compile {config.compile!r}; expected one of: true, false, 'auto'")
         return config
 
 
@@ -301,9 +305,20 @@ class Trainer:
 
         array, hit = self._feature_cache.get_or_compute(key, len(self.images(split)), compute, log=self.log)
         self.cache_events[f"{split}/view{view}"] = "hit" if hit else "fill"
-        tensor = torch.from_numpy(np.array(array, dtype=np.float32)).to(self.device)
+        tensor = features_tensor(array, self.device)  # memory-mapped on CPU: never copied whole
         self._features[(split, view)] = tensor
         return tensor
+
+    def compile_fine_tune(self, backbone: Backbone, train_images: int) -> bool:
+        """Whether fine_tune compiles: [train] compile true/false, or 'auto': on CUDA where the cost table's
+        measured rates say the run saves more than one compilation (the dry run's rule)."""
+        if self.config.compile != "auto":
+            return bool(self.config.compile)
+        from nlbench.costs import REFERENCE_SIZE, compile_pays
+
+        size = self.config.input_size or backbone.input_size[0]
+        return self.device.type == "cuda" and compile_pays(backbone.name, train_images,
+                                                           scale=(size / REFERENCE_SIZE) ** 2)
 
     def channels_last_for(self, backbone: Backbone) -> bool:
         # Conv nets run channels_last: tensor cores on CUDA, and oneDNN kernels on CPU (4-5× faster
@@ -403,8 +418,9 @@ class Trainer:
                 loss.backward()
                 opt.step()
                 sched.step()
-                total, count = total + float(loss.detach()) * len(batch), count + len(batch)
-            self.record_epoch(fit, epoch, total / max(1, count), lambda s: self.probe_logits(head, s),
+                # On the device (as in fine_tune): no wait for the GPU each step.
+                total, count = total + loss.detach().double() * len(batch), count + len(batch)
+            self.record_epoch(fit, epoch, float(total) / max(1, count), lambda s: self.probe_logits(head, s),
                              last=epoch == epochs - 1)
         return fit
 
@@ -456,13 +472,13 @@ class Trainer:
         model = Classifier(backbone.model, new_head).to(self.device)
         if self.channels_last_for(backbone):
             model = model.to(memory_format=torch.channels_last)
-        forward = torch.compile(model) if cfg.compile else model
         # The training subset of each epoch, drawn once in epoch order (a callable may re-draw per epoch).
         if callable(index):
             subsets = [np.asarray(index(e)) for e in range(epochs)]
         else:
             subsets = [np.arange(self.num_train) if index is None else np.asarray(index)] * epochs
         steps = sum(num_train_batches(len(s), cfg.fft_batch_size) for s in subsets)
+        forward = torch.compile(model) if self.compile_fine_tune(backbone, sum(len(s) for s in subsets)) else model
         opt = make_optimizer(cfg.fft_optimizer, model.parameters(), lr=cfg.fft_lr if lr is None else lr,
                              weight_decay=cfg.fft_weight_decay, momentum=cfg.momentum, device=self.device)
         sched = make_scheduler(cfg.scheduler, opt, steps)
@@ -524,8 +540,10 @@ class Trainer:
                 sched.step()
                 self.counters["backbone_forward_images"] += len(ids)
                 self.counters["backbone_backward_images"] += len(ids)
-                total, count = total + float(loss.detach()) * len(ids), count + len(ids)
-            self.record_epoch(fit, epoch, total / max(1, count),
+                # Summed on the device and read once per epoch: a float() here would wait for the GPU
+                # every step, and the host could not queue the next step's kernels meanwhile.
+                total, count = total + loss.detach().double() * len(ids), count + len(ids)
+            self.record_epoch(fit, epoch, float(total) / max(1, count),
                              lambda s: self.model_logits(model, s, backbone), last=epoch == epochs - 1)
             self.fft_epoch_seconds.append(round(time.perf_counter() - started, 3))
             if path is not None:

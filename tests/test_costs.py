@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nlbench.costs import COSTS, estimate_gpu_hours
+from nlbench.costs import ASSUMPTIONS, COSTS, compile_pays, estimate_gpu_hours
 from nlbench.grids import CellSpec, expand, load_grid
 
 TRAIN = {"fft_epochs": 10, "input_size": None, "compile": False}
@@ -36,9 +36,13 @@ def test_hand_computed_hours():
         cell(train={"compile": True}),  # ViT-B/16 compiled: 3,142 img/s
     ]
     est = estimate_gpu_hours(cells)
-    vit = (475_000 / 2448 + 125_000 / 8835) + 60_000 / 8835 + 2 * (95_000 / 2448 + 62_500 / 8835) \
-        + (475_000 / 3142 + 125_000 / 8835)
-    resnet = 155_000 / 13152 + (118_750 / 3706 + 31_250 / 13152)
+    # CIFAR-100 sits on the GPU: 0.34 ms per 128 training images for crop/flip/resize (not scaled by size);
+    # the compiled cell pays one 31-s compilation.
+    pipe = 0.34e-3 / 128
+    vit = (475_000 / 2448 + 125_000 / 8835 + 475_000 * pipe) + 60_000 / 8835 \
+        + 2 * (95_000 / 2448 + 62_500 / 8835 + 95_000 * pipe) \
+        + (475_000 / 3142 + 125_000 / 8835 + 31 + 475_000 * pipe)
+    resnet = 155_000 / 13152 + (118_750 / 3706 + 31_250 / 13152 + 475_000 * pipe)
     rows = {r.backbone: r for r in est.rows}
     assert rows["vit_b16"].hours == pytest.approx(vit / 3600)
     assert rows["resnet50"].hours == pytest.approx(resnet / 3600)
@@ -47,6 +51,63 @@ def test_hand_computed_hours():
     assert rows["vit_b16"].feature_passes == 3 and rows["resnet50"].feature_passes == 5
     text = est.format()
     assert "vit_b16" in text and "resnet50" in text and f"{est.total_hours:.2f} h" in text
+    assert rows["vit_b16"].compiled_runs == 1 and rows["resnet50"].compiled_runs == 0  # no compiled figure
+    kinds = est.seconds_by_kind()
+    assert kinds["compile"] == pytest.approx(31)
+    assert kinds["input pipeline"] == pytest.approx((3 * 475_000 + 2 * 95_000) * pipe)
+    assert sum(kinds.values()) == pytest.approx(vit + resnet)
+    # Every assumption is printed, one per line, and the "where it goes" split.
+    assert "assumptions:" in text and "where it goes: train" in text
+    assert all(f"    - {a}" in text for a in ASSUMPTIONS)
+
+
+def test_compile_auto_pays_only_where_measured_and_long_enough():
+    # ViT-B/16: 1/2448 − 1/3142 s saved per image; a 31-s compilation pays after 343,574 images.
+    saved_per_image = 1 / 2448 - 1 / 3142
+    assert 31 / saved_per_image == pytest.approx(343_573.6, rel=1e-6)
+    assert compile_pays("vit_b16", 475_000)  # an FFT baseline: 10 × 47,500 images, saves 42.9 s
+    assert not compile_pays("vit_b16", 95_000)  # TURN at 40 % clean: saves 8.6 s < 31 s
+    assert compile_pays("mae_vit_b16", 343_600) and not compile_pays("vit_b16", 343_500)
+    assert not compile_pays("vit_b16", 475_000, scale=0.25)  # 112 px: a quarter of the work
+    assert not compile_pays("resnet50", 1e9) and not compile_pays("clip_vit_b16", 1e9)  # no compiled figure
+    assert not compile_pays("mystery", 1e9)
+    auto = estimate_gpu_hours([cell(train={"compile": "auto"}),
+                               cell(mode="lp-fft", method="turn", params={"fft_epochs": 5}, train={"compile": "auto"})])
+    assert auto.rows[0].compiled_runs == 1  # the baseline compiles, TURN's short phase does not
+    pipe = 0.34e-3 / 128
+    expected = (475_000 / 3142 + 31 + 125_000 / 8835 + 475_000 * pipe) \
+        + (95_000 / 2448 + 62_500 / 8835 + 95_000 * pipe) + 60_000 / 8835
+    assert auto.total_hours == pytest.approx(expected / 3600)
+
+
+def test_batch_size_other_than_the_reference_is_flagged():
+    est = estimate_gpu_hours([cell(train={"fft_batch_size": 64}), cell(train={"fft_batch_size": 128}, seed=1)])
+    assert est.other_batch_sizes == [64]
+    assert "cells at fft_batch_size 64: rate not measured" in est.format()
+    assert estimate_gpu_hours([cell(train={"fft_batch_size": 128})]).other_batch_sizes == []
+
+
+def test_paper_table1_estimate_by_hand():
+    """The dry run's figure for paper_table1, recomputed from the reference table by hand."""
+    est = estimate_gpu_hours(expand(load_grid("paper_table1")))
+    pipe = 0.34e-3 / 128
+    n, evals = 47_500, 12_500
+    shares = [0.4, 0.1, 0.6, 0.6]  # TURN's expected clean share at sym 0.6, sym 0.9, asym 0.4, inst 0.4
+
+    def backbone(train_rate, feat_rate, compiled_rate=None):
+        fft_rate = compiled_rate or train_rate
+        fft = 36 * (10 * n / fft_rate + 10 * evals / feat_rate + 10 * n * pipe + (31 if compiled_rate else 0))
+        turn = 3 * sum(5 * n * s / train_rate + 5 * evals / feat_rate + 5 * n * s * pipe for s in shares)
+        features = (3 * n + 2_500 + 10_000) / feat_rate  # train views 0, 1, 2 (DivideMix/UNICON), val, test
+        return (fft + turn + features) / 3600
+
+    vit = backbone(2448, 8835, 3142)
+    expected = {"vit_b16": vit, "mae_vit_b16": vit, "msn_vit_b16": vit, "clip_vit_b16": backbone(2425, 8796),
+                "convnext_t": backbone(2533, 7788), "resnet50": backbone(3706, 13152)}
+    for r in est.rows:
+        assert r.hours == pytest.approx(expected[r.backbone]), r.backbone
+    assert est.total_hours == pytest.approx(sum(expected.values()))
+    assert est.other_batch_sizes == []  # the grid trains at the reference batch, 128
 
 
 def test_real_noise_subset_and_dataset_sizes():

@@ -2,9 +2,19 @@
 findings that ``nlbench prepare`` prints.
 
 ``PathImages`` is the ``ImageSource`` of datasets that list image paths (Clothing1M, WebVision, a
-user's folder or CSV): a torch DataLoader with worker processes decodes each image with PIL, fits it to a
-fixed square (shorter side resized to ``size``, centre crop), and yields uint8 (B, C, H, W) batches on
-the device, the same interface as ``nlbench.images.TensorImages``.
+user's folder or CSV): a torch DataLoader with worker processes reads each image, fits it to a fixed
+square (shorter side resized to ``size``, centre crop), and yields uint8 (B, C, H, W) batches on the
+device, the same interface as ``nlbench.images.TensorImages``. Three decoders (``DECODERS``):
+
+* ``pil`` (the default on CPU): PIL in the workers, with JPEG draft mode (DCT-domain downscaling of
+  large files);
+* ``torchvision``: ``torchvision.io.decode_image`` (libjpeg-turbo) and an antialiased resize in the workers;
+* ``cuda`` (the default on CUDA): the workers only read the file bytes; the main process decodes a whole
+  batch of JPEGs at once with ``torchvision.io.decode_jpeg(device='cuda')`` (nvJPEG) and resizes on the
+  GPU, so the CPU cores no longer bound the images/s (benchmarks/loader.py measures all three).
+
+The decoders give slightly different pixels (different IDCTs and resize filters), so the decoder is part
+of every feature-cache key (``decoder_identity``).
 """
 
 from __future__ import annotations
@@ -41,16 +51,104 @@ def load_image(path: str, size: int) -> np.ndarray:
         raise ConfigError(f"cannot read image {path}: {exc}") from None
 
 
+DECODERS = ("pil", "torchvision", "cuda")
+
+
+def default_decoder(device: torch.device | str) -> str:
+    """'cuda' (batched nvJPEG) on a CUDA device, 'pil' elsewhere."""
+    return "cuda" if torch.device(device).type == "cuda" else "pil"
+
+
+def decoder_identity(device: torch.device | str, decoder: str | None = None) -> str:
+    """What enters the feature-cache key of images read by path: the decoder used on ``device``."""
+    return decoder or default_decoder(device)
+
+
+def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (3, H, W) → (3, size, size): the centred square of side min(H, W), resized to ``size``
+    (bilinear, antialiased); on the tensor's device. Cropping first, as PIL's ``ImageOps.fit`` in
+    ``load_image`` does, keeps the two paths on the same pixel grid."""
+    from torchvision.transforms.v2 import functional as TF
+
+    h, w = image.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    image = image[:, top : top + side, left : left + side]
+    if side != size:
+        image = TF.resize(image, [size, size], antialias=True)
+    return image.contiguous()
+
+
+def _read_bytes(path: str) -> torch.Tensor:
+    try:
+        with open(path, "rb") as f:
+            return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+    except OSError as exc:
+        raise ConfigError(f"cannot read image {path}: {exc}") from None
+
+
+def decode_tensor(path: str, data: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (3, size, size) on the CPU from an encoded file's bytes, with torchvision (libjpeg-turbo,
+    libpng, ...). Raises ConfigError naming the file when the bytes are not an image."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        image = decode_image(data, mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot read image {path}: {exc}") from None
+    return fit_square(image, size)
+
+
+def _is_jpeg(data: torch.Tensor) -> bool:
+    return len(data) > 3 and int(data[0]) == 0xFF and int(data[1]) == 0xD8
+
+
 class _Images(torch.utils.data.Dataset):
-    def __init__(self, paths: Sequence[str], ids: np.ndarray, size: int) -> None:
-        self.paths, self.ids, self.size = paths, ids, size
+    """Item k: (uint8 (3, size, size) image, or the raw file bytes for decoder 'cuda'; sample id)."""
+
+    def __init__(self, paths: Sequence[str], ids: np.ndarray, size: int, decoder: str = "pil") -> None:
+        self.paths, self.ids, self.size, self.decoder = paths, ids, size, decoder
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
         i = int(self.ids[k])
-        return torch.from_numpy(load_image(self.paths[i], self.size)).permute(2, 0, 1), i
+        path = self.paths[i]
+        if self.decoder == "pil":
+            return torch.from_numpy(load_image(path, self.size)).permute(2, 0, 1), i
+        data = _read_bytes(path)
+        if self.decoder == "torchvision" or not _is_jpeg(data):  # nvJPEG reads JPEG only
+            return decode_tensor(path, data, self.size), i
+        return data, i
+
+
+def _collate_encoded(items: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    return [image for image, _ in items], torch.tensor([i for _, i in items], dtype=torch.long)
+
+
+def decode_batch_on_device(items: list[torch.Tensor], paths: list[str], size: int,
+                           device: torch.device) -> torch.Tensor:
+    """uint8 (B, 3, size, size) on ``device`` from a mix of encoded JPEG bytes (1-D) and images decoded
+    already (3-D): the JPEGs in one batched ``decode_jpeg`` call on the device, then fitted there. A file
+    the device decoder refuses (CMYK, progressive corner cases) is decoded on the CPU instead."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    out: list[torch.Tensor | None] = [None] * len(items)
+    encoded = [k for k, item in enumerate(items) if item.dim() == 1]
+    for k, item in enumerate(items):
+        if item.dim() == 3:
+            out[k] = item.to(device, non_blocking=True)
+    if encoded:
+        try:
+            decoded = decode_jpeg([items[k] for k in encoded], mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            decoded = [None] * len(encoded)
+        for k, image in zip(encoded, decoded, strict=True):
+            if image is None:
+                image = decode_tensor(paths[k], items[k], size).to(device)
+            out[k] = fit_square(image, size)
+    return torch.stack(out)
 
 
 def default_workers() -> int:
@@ -60,14 +158,20 @@ def default_workers() -> int:
 
 class PathImages:
     """Images of a split read from their paths: ``batches`` yields (uint8 (B, 3, size, size) on ``device``,
-    sample ids (B,)), decoded by ``num_workers`` DataLoader workers (default: CPUs − 1, at most 8)."""
+    sample ids (B,)), read by ``num_workers`` DataLoader workers (default: CPUs − 1, at most 8) and decoded
+    by ``decoder`` (one of ``DECODERS``; default ``default_decoder(device)``)."""
 
     def __init__(self, paths: Sequence[str], device: torch.device, *, size: int = LOAD_SIZE,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, decoder: str | None = None) -> None:
         self.paths = list(paths)
         self.device = torch.device(device)
         self.size = size
         self.num_workers = default_workers() if num_workers is None else num_workers
+        self.decoder = decoder or default_decoder(self.device)
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"decoder {self.decoder!r}; expected one of: {', '.join(DECODERS)}")
+        if self.decoder == "cuda" and self.device.type != "cuda":
+            raise ConfigError(f"decoder 'cuda' needs a CUDA device; got {self.device}")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -79,13 +183,19 @@ class PathImages:
         if shuffle:
             # The order comes from the caller's generator, as in TensorImages, so runs are reproducible.
             ids = ids[torch.randperm(len(ids), generator=generator)]
+        on_device = self.decoder == "cuda"
         loader = torch.utils.data.DataLoader(
-            _Images(self.paths, ids.numpy(), self.size), batch_size=batch_size, shuffle=False,
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            _Images(self.paths, ids.numpy(), self.size, self.decoder), batch_size=batch_size, shuffle=False,
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda" and not on_device,
             persistent_workers=False, prefetch_factor=4 if self.num_workers else None,
+            collate_fn=_collate_encoded if on_device else None,
         )
         for images, batch_ids in loader:
-            yield images.to(self.device, non_blocking=True), batch_ids
+            if on_device:
+                paths = [self.paths[int(i)] for i in batch_ids]
+                yield decode_batch_on_device(images, paths, self.size, self.device), batch_ids
+            else:
+                yield images.to(self.device, non_blocking=True), batch_ids
 
 
 # --------------------------------------------------------------------------- roots and list files
