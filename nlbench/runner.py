@@ -222,6 +222,8 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
         if record is not None:
             log(summary_line(record))
             records.append(record)
+    if len(records) < len(todo):
+        log(f"grid {grid.name}: {len(todo) - len(records)} cell(s) left to other processes running this grid")
     return records
 
 
