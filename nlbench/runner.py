@@ -136,6 +136,7 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
         progress=progress,
     )
     trainer.nominal_noise = (spec.noise, spec.rate)
+    trainer.dataset_name = dataset.name
     # Fine-tuning checkpoints every epoch here; a re-run of an interrupted cell resumes from them.
     trainer.checkpoint_dir = checkpoint_dir(results, spec)
     torch.manual_seed(spec.seed)
@@ -236,6 +237,8 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
             log(summary_line(record))
             records.append(record)
         log(f"grid {grid.name}: {overall.line()}")
+    if len(records) < len(todo):
+        log(f"grid {grid.name}: {len(todo) - len(records)} cell(s) left to other processes running this grid")
     return records
 
 

@@ -148,6 +148,9 @@ def test_two_processes_on_one_grid_do_each_cell_once(tmp_path):
     assert ran[0] | ran[1] == cells
     assert not ran[0] & ran[1], f"cells run twice: {ran[0] & ran[1]}"
     assert ran[0] and ran[1], "one process did everything: the runs did not overlap"
+    for out, mine in zip(outs, ran, strict=True):
+        todo = int(re.search(r"^grid shared: (\d+) of 6 cells to run", out, flags=re.M).group(1))
+        assert f"{todo - len(mine)} cell(s) left to other processes running this grid" in out
     assert not list((tmp_path / "runs" / "shared" / "claims").glob("*.lock"))
 
 
