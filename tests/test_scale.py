@@ -51,6 +51,21 @@ def test_compile_setting_is_validated_and_auto_stays_off_on_cpu():
     assert TrainConfig.from_dict({"compile": True}).compile is True
     with pytest.raises(ConfigError, match="compile 'sometimes'; expected one of: true, false, 'auto'"):
         TrainConfig.from_dict({"compile": "sometimes"})
+    # The engine's decision, as on a CUDA machine (only the device's type is read): the dry run's rule.
+    from types import SimpleNamespace
+
+    from nlbench.train import Trainer
+
+    vit = SimpleNamespace(name="vit_b16", input_size=(224, 224))
+    on = {kind: SimpleNamespace(config=TrainConfig(), device=torch.device(kind)) for kind in ("cuda", "cpu")}
+    assert Trainer.compile_fine_tune(on["cuda"], vit, 475_000)  # a 10-epoch CIFAR-100 baseline
+    assert not Trainer.compile_fine_tune(on["cuda"], vit, 95_000)  # TURN's short phase
+    assert not Trainer.compile_fine_tune(on["cpu"], vit, 475_000)
+    assert not Trainer.compile_fine_tune(on["cuda"], SimpleNamespace(name="resnet50", input_size=(224, 224)), 10**7)
+    small = SimpleNamespace(config=TrainConfig(input_size=112), device=torch.device("cuda"))
+    assert not Trainer.compile_fine_tune(small, vit, 475_000)  # a quarter of the pixels: saves < 31 s
+    forced = SimpleNamespace(config=TrainConfig(compile=True), device=torch.device("cpu"))
+    assert Trainer.compile_fine_tune(forced, vit, 1)
 
 
 def test_lp_scale_runs_methods_on_cached_features_only(tmp_path):
