@@ -73,6 +73,8 @@ class CellSpec:
         d.pop("grid")
         if d["method_tag"] is None:
             d.pop("method_tag")  # untagged cells keep the hashes they had before tags existed
+        if not d["train"].get("save_finetuned_features", True):
+            d["train"] = {k: v for k, v in d["train"].items() if k != "save_finetuned_features"}  # likewise
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @classmethod

@@ -55,6 +55,9 @@ class TrainConfig:
     amp: str = "bf16"  # bf16 autocast on CUDA; 'none' for fp32. Ignored on CPU.
     channels_last: bool = True  # for conv nets (CUDA and CPU)
     compile: bool = False  # torch.compile the FFT model (pays off on long GPU runs)
+    # Feature distortion (report): after full fine-tuning, one extra pass over the test split saves the
+    # fine-tuned backbone's test features beside the record (nlbench/distortion.py).
+    save_finetuned_features: bool = False
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -481,7 +484,28 @@ class Trainer:
                     "extra_test_acc_best": fit.extra_test_acc_best,
                     "extra_test_acc_last": fit.extra_test_acc_last,
                 })
+        if cfg.save_finetuned_features and self.finetuned_features_path is not None:
+            self.save_finetuned_features(model, backbone)
         return fit
+
+    # Where fine_tune saves the test features before/after fine-tuning (set by the runner); see
+    # TrainConfig.save_finetuned_features.
+    finetuned_features_path: Path | None = None
+    config_hash: str = ""
+
+    def save_finetuned_features(self, model: Classifier, backbone: Backbone) -> None:
+        """One pass of the fine-tuned backbone over the test split; saved with the pre-trained features
+        of the same images (from the feature cache) and the clean test labels, atomically."""
+        from nlbench.distortion import TestFeatures, save_test_features
+
+        after = extract_features(
+            model.backbone, self.images("test"), self._transform(backbone, False),
+            batch_size=self.config.eval_batch_size, device=self.device, amp=self.amp,
+            channels_last=self.channels_last_for(backbone), counter=self._count_forward,
+        )
+        before = self.features("test").cpu().numpy()
+        save_test_features(self.finetuned_features_path, TestFeatures(
+            before=before, after=after, labels=self.test_labels, config_hash=self.config_hash))
 
     # The cell's nominal noise setting (model, rate), set by the runner. Methods whose published
     # defaults depend on it read it (DivideMix's λ_u per noise rate, the confidence penalty under
