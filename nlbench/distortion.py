@@ -25,14 +25,14 @@ def finetuned_features_path(results: str | Path, spec: CellSpec) -> Path:
 
 
 @dataclass(frozen=True)
-class TestFeatures:
+class SavedTestFeatures:
     before: np.ndarray  # (N, D) pre-trained features (the feature cache's test split, view 0)
     after: np.ndarray  # (N, D) features of the fine-tuned backbone
     labels: np.ndarray  # (N,) clean test labels
     config_hash: str  # of the cell that wrote them; a report skips files whose hash differs from the record's
 
 
-def save_test_features(path: str | Path, features: TestFeatures) -> None:
+def save_test_features(path: str | Path, features: SavedTestFeatures) -> None:
     """Write ``features`` as one compressed .npz, atomically."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, before=np.asarray(features.before, dtype=np.float32),
@@ -42,11 +42,11 @@ def save_test_features(path: str | Path, features: TestFeatures) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def load_test_features(path: str | Path) -> TestFeatures | None:
+def load_test_features(path: str | Path) -> SavedTestFeatures | None:
     """The features saved at ``path``, or None when absent or unreadable."""
     try:
         with np.load(Path(path)) as data:
-            return TestFeatures(before=data["before"], after=data["after"], labels=data["labels"],
+            return SavedTestFeatures(before=data["before"], after=data["after"], labels=data["labels"],
                                 config_hash=str(data["config_hash"]))
     except (OSError, KeyError, ValueError):
         return None

@@ -496,7 +496,7 @@ class Trainer:
     def save_finetuned_features(self, model: Classifier, backbone: Backbone) -> None:
         """One pass of the fine-tuned backbone over the test split; saved with the pre-trained features
         of the same images (from the feature cache) and the clean test labels, atomically."""
-        from nlbench.distortion import TestFeatures, save_test_features
+        from nlbench.distortion import SavedTestFeatures, save_test_features
 
         after = extract_features(
             model.backbone, self.images("test"), self._transform(backbone, False),
@@ -504,7 +504,7 @@ class Trainer:
             channels_last=self.channels_last_for(backbone), counter=self._count_forward,
         )
         before = self.features("test").cpu().numpy()
-        save_test_features(self.finetuned_features_path, TestFeatures(
+        save_test_features(self.finetuned_features_path, SavedTestFeatures(
             before=before, after=after, labels=self.test_labels, config_hash=self.config_hash))
 
     # The cell's nominal noise setting (model, rate), set by the runner. Methods whose published

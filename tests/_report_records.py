@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.distortion import TestFeatures, finetuned_features_path, save_test_features
+from nlbench.distortion import SavedTestFeatures, finetuned_features_path, save_test_features
 from nlbench.grids import expand, load_grid
 from nlbench.records import record_path, write_record
 
@@ -67,12 +67,12 @@ def make_record(spec, rng: np.random.Generator) -> dict:
     }
 
 
-def fake_features(spec, rng: np.random.Generator, n: int = 200, dim: int = 16) -> TestFeatures:
+def fake_features(spec, rng: np.random.Generator, n: int = 100, dim: int = 16) -> SavedTestFeatures:
     labels = np.arange(n) % NUM_CLASSES
     centres = rng.normal(0, 4.0, size=(NUM_CLASSES, dim))
     before = centres[labels] + rng.normal(0, 1.0, size=(n, dim))
     after = centres[labels] + rng.normal(0, 1.0 + 8 * spec.rate, size=(n, dim))  # noisier labels, more blur
-    return TestFeatures(before=before, after=after, labels=labels, config_hash=spec.config_hash)
+    return SavedTestFeatures(before=before, after=after, labels=labels, config_hash=spec.config_hash)
 
 
 def write_records(grid_path: str | Path, results: Path, *, features: bool = True) -> list[dict]:
