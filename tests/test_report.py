@@ -112,6 +112,7 @@ def test_bad_input_is_one_line_and_writes_nothing(cifar_grid, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_finetuned_features_saved_by_a_real_fft_cell(write_grid, tmp_path):
     """One real fine-tuning cell with the grid's flag on: the test features after fine-tuning, the cached
     pre-trained ones and the clean labels land beside the record; the flag off keeps old config hashes."""

@@ -23,14 +23,17 @@ def test_report_page_loads_in_chromium(write_grid, tmp_path, capsys):
     shot = tmp_path / "shot.png"
     assert main(["report", "--grid", grid, "--results", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
                  "--screenshot", str(shot)]) == 0
-    assert "6 images, 9 tables; all loaded, no console errors" in capsys.readouterr().out
+    # 6 figures; tables: 2 leaderboards, paper delta, ranks, best − last, last clean set, cost, k-NN.
+    assert "6 images, 8 tables; all loaded, no console errors" in capsys.readouterr().out
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert html.count("<img ") == 6 and html.count("<table>") == 8
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
     with Image.open(shot) as image:
         assert image.width == 900  # --screenshot-width's default
     check = check_page(tmp_path / "out" / "index.html")
-    assert check.ok and check.images == 6 and check.tables == 9
+    assert check.ok and check.images == 6 and check.tables == 8
 
 
 def test_check_catches_broken_images_empty_tables_and_console_errors(tmp_path):
