@@ -129,6 +129,8 @@ def selection_curves(selection: pd.DataFrame, *, rows: list[str], settings: list
             ax.set_title(f"{row}: {label}", fontsize=9)
             ax.set_xlabel("selection step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            last_step = selection.loc[selection["row"] == row, "step"].max()
+            ax.set_xlim(-0.5, last_step + 0.5)  # a method that selects once is one point at step 0
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
