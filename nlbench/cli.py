@@ -175,6 +175,32 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from nlbench.grids import expand, load_grid
+    from nlbench.records import load_records
+    from nlbench.report import build_report
+
+    if args.screenshot_width < 100:
+        raise ConfigError(f"--screenshot-width {args.screenshot_width}; expected a width of at least 100 pixels")
+    started = time.perf_counter()
+    grid = load_grid(args.grid)
+    results = _results(args)
+    records = load_records(results, expand(grid, seeds=args.seeds))
+    out = Path(args.out) if args.out else results / grid.name / "report"
+    index = build_report(grid, records, results=results, out=out)
+    print(f"wrote {index} ({len(records)} records, {time.perf_counter() - started:.1f} s)")
+    if args.screenshot:
+        from nlbench.report_browser import check_page, shrink_png
+
+        check = check_page(index, screenshot=args.screenshot)
+        shrink_png(args.screenshot, width=args.screenshot_width)
+        print(f"wrote {args.screenshot}; headless Chromium: {check.summary()}")
+        return 0 if check.ok else 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nlbench.tables import FORMATS, METRICS
 
@@ -217,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the table to this file (atomically) instead of stdout")
     p.add_argument("--plot", help="also save grouped bars of the leaderboard as this PNG file")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("report", help="one static HTML page of a grid's results: paper delta, ranks, "
+                                      "memorisation, selection, cost, feature distortion")
+    grid_args(p)
+    p.add_argument("--out", help="folder of the page (index.html, figures/); default: RESULTS/GRID/report")
+    p.add_argument("--screenshot", metavar="PNG",
+                   help="also open the page in headless Chromium, check it and save a screenshot of its top")
+    p.add_argument("--screenshot-width", type=int, default=900, help="width in pixels of the saved screenshot")
+    p.set_defaults(func=cmd_report)
 
     # Commands of other areas live beside their code; each module adds its own subparsers.
     from nlbench import cli_backbones, cli_cluster, cli_data

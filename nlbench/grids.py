@@ -93,7 +93,7 @@ class CellSpec:
 # [train] fields read by one kind of phase only: a cell's config hash covers the fields its phases read, so
 # changing lp_epochs does not invalidate fine-tuning cells. Every other field (device, amp, a new one) is
 # read by both and hashed for every cell.
-FFT_ONLY_FIELDS = ("augment", "compile")
+FFT_ONLY_FIELDS = ("augment", "compile", "save_finetuned_features")
 
 
 def train_fields_used(method: str, mode: str, train: dict) -> dict:

@@ -25,6 +25,7 @@ import torch
 from nlbench.backbones import create_backbone, file_digest
 from nlbench.checkpoint import checkpoint_dir, remove_checkpoints
 from nlbench.datasets import Dataset, load_dataset
+from nlbench.distortion import finetuned_features_path
 from nlbench.errors import ConfigError
 from nlbench.features import FeatureCache, FeatureKey, default_cache_dir
 from nlbench.grids import CellSpec, Grid, expand, grid_files
@@ -139,6 +140,7 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
     trainer.dataset_name = dataset.name
     # Fine-tuning checkpoints every epoch here; a re-run of an interrupted cell resumes from them.
     trainer.checkpoint_dir = checkpoint_dir(results, spec)
+    trainer.finetuned_features_path, trainer.config_hash = finetuned_features_path(results, spec), spec.config_hash
     torch.manual_seed(spec.seed)
     method = build_method(spec.method, spec.mode, spec.method_params)
     # Threads and deterministic kernels for this cell only; the record states what the numbers depend on.

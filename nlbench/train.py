@@ -66,6 +66,9 @@ class TrainConfig:
     deterministic: bool = True
     """torch.use_deterministic_algorithms and deterministic cuDNN (CUDA: also CUBLAS_WORKSPACE_CONFIG), so a
     rerun on the same machine and thread count gives the same record; false trades that for speed on GPUs."""
+    # Feature distortion (report): after full fine-tuning, one extra pass over the test split saves the
+    # fine-tuned backbone's test features beside the record (nlbench/distortion.py).
+    save_finetuned_features: bool = False
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -568,7 +571,28 @@ class Trainer:
                     "extra_test_acc_best": fit.extra_test_acc_best,
                     "extra_test_acc_last": fit.extra_test_acc_last,
                 })
+        if cfg.save_finetuned_features and self.finetuned_features_path is not None:
+            self.save_finetuned_features(model, backbone)
         return fit
+
+    # Where fine_tune saves the test features before/after fine-tuning (set by the runner); see
+    # TrainConfig.save_finetuned_features.
+    finetuned_features_path: Path | None = None
+    config_hash: str = ""
+
+    def save_finetuned_features(self, model: Classifier, backbone: Backbone) -> None:
+        """One pass of the fine-tuned backbone over the test split; saved with the pre-trained features
+        of the same images (from the feature cache) and the clean test labels, atomically."""
+        from nlbench.distortion import SavedTestFeatures, save_test_features
+
+        after = extract_features(
+            model.backbone, self.images("test"), self._transform(backbone, False),
+            batch_size=self.config.eval_batch_size, device=self.device, amp=self.amp,
+            channels_last=self.channels_last_for(backbone), counter=self._count_forward,
+        )
+        before = self.features("test").cpu().numpy()
+        save_test_features(self.finetuned_features_path, SavedTestFeatures(
+            before=before, after=after, labels=self.test_labels, config_hash=self.config_hash))
 
     # The cell's nominal noise setting (model, rate), set by the runner. Methods whose published
     # defaults depend on it read it (DivideMix's λ_u per noise rate, the confidence penalty under
