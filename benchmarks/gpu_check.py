@@ -334,8 +334,8 @@ def markdown(result: dict) -> str:
     if isinstance(tp, dict) and "eager_adamw" in tp:
         lines += ["", "| backbone | mode | batch | optimizer | compiled | img/s | MFU % | peak MiB | first step s |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for name, rows in tp.items():
-            if name == "error":
+        for rows in tp.values():
+            if not isinstance(rows, list):  # step_seconds
                 continue
             for r in rows:
                 mfu = "—" if r.get("mfu_percent") is None else f"{r['mfu_percent']:.1f}"
