@@ -68,7 +68,8 @@ def test_fft_cell_gives_identical_records_in_a_fresh_process_and_after_other_cel
     run_cell(target, again, again / "cache", log=lambda m: None)
     assert comparable(alone) == comparable(record_path(shared, target)) == comparable(record_path(again, target))
     alone = json.loads(alone.read_text())
-    assert alone["determinism"] == {"threads": 2, "threads_pinned": True, "deterministic": True, "device": "cpu",
+    assert alone["determinism"] == {"threads": 2, "threads_pinned": True, "deterministic": True,
+                                    "deterministic_kernels": False, "device": "cpu",
                                     "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     assert len(alone["history"]) == 1 and alone["cost"]["backbone_backward_images"] == 1257
 
