@@ -153,26 +153,25 @@ class Parser(argparse.ArgumentParser):
         return super()._get_values(action, arg_strings)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer ≥ 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1; expected an integer ≥ 1")
-    return value
+def int_at_least(minimum: int) -> typing.Callable[[str], int]:
+    """argparse type: an integer ≥ ``minimum``, refused with the bad value and the valid range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer ≥ {minimum}") from None
+        if value < minimum:
+            why = "is negative" if minimum == 0 else f"is not ≥ {minimum}"
+            raise argparse.ArgumentTypeError(f"{value} {why}; expected an integer ≥ {minimum}")
+        return value
+
+    parse.__name__ = f"integer ≥ {minimum}"  # argparse names the type in its messages
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer ≥ 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; expected an integer ≥ 0")
-    return value
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

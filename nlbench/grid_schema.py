@@ -78,7 +78,7 @@ class NoiseEntry(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
     model: NonEmpty
-    rate: float = 0.0
+    rate: float | None = None  # required but for model "none" (real noise: labels as given)
 
 
 class GridTable(BaseModel):
@@ -241,7 +241,9 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
     noise = []
     for n in top.noise:
         entry = check(NoiseEntry, n, f"{where}: noise entry {_describe(n)}")
-        if not 0.0 <= entry.rate <= 1.0:
+        if entry.rate is None and entry.model != "none":
+            raise ConfigError(f"{where}: noise entry {_describe(n)} has no rate; expected rate = a number in [0, 1]")
+        if entry.rate is not None and not 0.0 <= entry.rate <= 1.0:
             raise ConfigError(f"noise rate {entry.rate!r} of {entry.model!r} is outside [0, 1]")
         item = dict(n)
         if "mapping_file" in item:
