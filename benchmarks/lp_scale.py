@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlbench.features import FeatureCache, FeatureKey
+from nlbench.features import FeatureCache, FeatureKey, array_digest
 
 METHODS = ("ce", "gce", "elr", "dividemix", "unicon", "cl", "turn")
 VIEWS = 2  # DivideMix's and UNICON's default K of cached augmented views
@@ -84,7 +84,9 @@ def write_features(cache: FeatureCache, n: int, num_classes: int, dim: int, seed
             out.flush()
             del out
             os.replace(tmp, data)
-            meta.write_text(json.dumps({"key": key.as_dict(), "shape": [size, dim], "seconds": 0.0}))
+            # The cache verifies entries by the sha256 of their bytes, hashed here over the memory map.
+            digest = array_digest(np.load(data, mmap_mode="r"))
+            meta.write_text(json.dumps({"key": key.as_dict(), "shape": [size, dim], "seconds": 0.0, "sha256": digest}))
             written += size * dim * 4 / 2**20
     return written
 
@@ -163,7 +165,7 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         t0 = time.perf_counter()
         from nlbench.selection import balanced_subset
 
-        clean, losses = turn.select(trainer, probe.model)
+        clean, losses, _gmm_fits = turn.select(trainer, probe.model)
         balanced_subset(clean, trainer.labels, num_classes, rng=np.random.default_rng(seed), losses=losses)
         selection_s = time.perf_counter() - t0
         lp_epochs = epochs

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from nlbench.atomic import check_writable
 from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec, Grid
 
@@ -22,7 +22,7 @@ from nlbench.grids import CellSpec, Grid
 OWNER_FILE = ".grid-source.json"
 
 
-def check_output_folder(path: str | Path, what: str) -> None:
+def check_output_folder(path: str | Path, what: str, hint: str = "choose a folder you can write") -> None:
     """``path`` is, or can be created as, a folder we can write in: not a file, not read-only."""
     if str(path) == "":
         raise ConfigError(f"{what} is empty; expected a folder")
@@ -34,13 +34,7 @@ def check_output_folder(path: str | Path, what: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{what} {str(p)!r} cannot be created: {str(existing)!r} is a file")
-    try:
-        # An unnamed temporary file: proves we may write there and leaves nothing behind.
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{what} {str(p)!r} is not writable ({exc.strerror or exc}); choose a folder you "
-                          f"can write") from None
+    check_writable(p, what, hint)
 
 
 def _owner_path(grid: Grid, results: Path) -> Path:
@@ -156,7 +150,7 @@ def _check_weights(backbone: str, path: str) -> None:
 
 def check_run(grid: Grid, cells: list[CellSpec], *, results: str | Path, cache: str | Path) -> None:
     """Every check a run makes before its first cell (``run`` and ``run --dry-run`` alike)."""
-    check_output_folder(results, "results folder")
-    check_output_folder(cache, "feature cache folder")
+    check_output_folder(results, "results folder", "choose a writable one with --results")
+    check_output_folder(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
     check_results_owner(grid, results)
     check_inputs(cells)

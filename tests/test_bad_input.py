@@ -55,7 +55,7 @@ def test_cache_that_is_a_file_fails(tmp_path):
     path = write_toml(tmp_path / "g.toml", VALID)
     code, _, err = cli("run", "--dry-run", "--grid", str(path), "--results", str(tmp_path / "res"), "--cache",
                        str(tmp_path / "cache"))
-    assert_one_error_line(code, err, "feature cache folder", "is a file")
+    assert_one_error_line(code, err, "cache folder", "is a file")
     assert not (tmp_path / "res").exists()
 
 
