@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from nlbench.atomic import check_writable
 from nlbench.backbones import create_backbone, file_digest
 from nlbench.checkpoint import checkpoint_dir, remove_checkpoints
 from nlbench.datasets import Dataset, load_dataset
@@ -30,9 +31,12 @@ from nlbench.errors import ConfigError
 from nlbench.features import FeatureCache, FeatureKey, default_cache_dir
 from nlbench.grids import CellSpec, Grid, expand, grid_files
 from nlbench.images import image_source
+from nlbench.interrupts import note
 from nlbench.labels import noisy_labels
+from nlbench.locks import claim_cell
 from nlbench.methods import build_method
-from nlbench.records import is_done, record_path, write_record
+from nlbench.progress import GridProgress
+from nlbench.records import is_done, record_path, records_dir, write_record
 from nlbench.train import TrainConfig, Trainer, determinism
 from nlbench.transforms import BatchTransform
 
@@ -228,8 +232,6 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
         return _run_debug(grid, todo, results=Path(results), cache=cache, log=log)
     from tqdm.auto import tqdm
 
-    from nlbench.progress import GridProgress
-
     records = []
     overall = GridProgress(len(cells), todo)
     for spec in tqdm(todo, desc=f"grid {grid.name}", disable=not progress, unit="cell"):
@@ -247,9 +249,6 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
 def check_writable_folders(results: Path, grid: str, cache: Path) -> None:
     """Before any work: the grid's results folder and the cache must take files (read-only mount,
     permissions), else one ConfigError line rather than a traceback after a computed cell."""
-    from nlbench.atomic import check_writable
-    from nlbench.records import records_dir
-
     check_writable(records_dir(results, grid), "results folder", "choose a writable one with --results")
     check_writable(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
 
@@ -258,9 +257,6 @@ def run_cell_once(spec: CellSpec, results: str | Path, cache: str | Path, *, pro
                   log: Callable[[str], None] = print) -> dict | None:
     """``run_cell`` under the cell's claim (nlbench.locks), so that processes sharing a grid never run a
     cell twice; None when another live process holds the claim or finished the cell meanwhile."""
-    from nlbench.interrupts import note
-    from nlbench.locks import claim_cell
-
     with claim_cell(results, spec.grid, spec.cell_id, log=log) as busy:
         if busy is not None:
             log(f"{spec.cell_id}: running in another process ({busy}); skipped")
