@@ -80,7 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         options = slurm_options(args, grid)
     # Every value of the grid, its files and the output folders, before the first cell (and on a dry run).
-    check_run(grid, expand(grid, seeds=args.seeds), results=results, cache=cache)
+    missing: list[str] = []
+    check_run(grid, expand(grid, seeds=args.seeds), results=results, cache=cache,
+              missing_data=missing.append if args.dry_run else None)
+    for message in missing:
+        print(f"warning: {message} (a run here stops on it; the plan below skips the checks that need its files)")
     if args.dry_run:
         from nlbench.runner import describe_plan
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from nlbench.atomic import check_writable
-from nlbench.errors import ConfigError
+from nlbench.errors import ConfigError, DataNotFound
 from nlbench.grids import CellSpec, Grid
 
 # Written into <results>/<grid name>/ by the first run: which grid file owns that folder (see claim_results).
@@ -82,9 +83,11 @@ def claim_results(grid: Grid, results: str | Path) -> None:
     atomic_write_bytes(owner, json.dumps({"grid": grid.name, "source": source}, indent=1).encode())
 
 
-def check_inputs(cells: list[CellSpec]) -> None:
+def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] | None = None) -> None:
     """Load every dataset of ``cells`` once and check every noise entry against it and every weights file,
-    so a bad value in the last entry fails before the first cell runs."""
+    so a bad value in the last entry fails before the first cell runs. With ``missing_data`` (a dry run), a
+    dataset whose files are not here is reported to it instead of raised, and the checks that need the
+    dataset's contents are skipped for it."""
     from nlbench.noise import check_noise_options
 
     datasets = {}
@@ -93,8 +96,16 @@ def check_inputs(cells: list[CellSpec]) -> None:
     for cell in cells:
         key = (cell.dataset, json.dumps(cell.dataset_options, sort_keys=True, default=str))
         if key not in datasets:
-            datasets[key] = load_checked_dataset(cell.dataset, cell.dataset_options)
+            try:
+                datasets[key] = load_checked_dataset(cell.dataset, cell.dataset_options)
+            except DataNotFound as exc:
+                if missing_data is None:
+                    raise
+                missing_data(str(exc))
+                datasets[key] = None
         dataset = datasets[key]
+        if dataset is None:
+            continue
         noise_key = (key, cell.noise, cell.rate, json.dumps(cell.noise_options, sort_keys=True, default=str))
         if noise_key not in checked_noise:
             checked_noise.add(noise_key)
@@ -148,9 +159,11 @@ def _check_weights(backbone: str, path: str) -> None:
         raise ConfigError(f"backbone {backbone!r}: weights file {path!r} holds no state dict")
 
 
-def check_run(grid: Grid, cells: list[CellSpec], *, results: str | Path, cache: str | Path) -> None:
-    """Every check a run makes before its first cell (``run`` and ``run --dry-run`` alike)."""
+def check_run(grid: Grid, cells: list[CellSpec], *, results: str | Path, cache: str | Path,
+              missing_data: Callable[[str], None] | None = None) -> None:
+    """Every check a run makes before its first cell (``run`` and ``run --dry-run`` alike; a dry run passes
+    ``missing_data`` to hear of datasets whose files are not on this machine rather than stop)."""
     check_output_folder(results, "results folder", "choose a writable one with --results")
     check_output_folder(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
     check_results_owner(grid, results)
-    check_inputs(cells)
+    check_inputs(cells, missing_data=missing_data)

@@ -337,3 +337,19 @@ def test_property_malformed_command_lines_are_refused_with_one_line(valid_grid, 
                              *(["--cache", str(cache)] if argv[0] != "table" else []))
         assert_one_error_line(code, err)
         assert out == "" and not results.exists() and not cache.exists()
+
+
+# ---------------------------------------------------------------- data that is not on this machine
+def test_dry_run_shows_the_plan_without_the_data_and_run_refuses(tmp_path, monkeypatch):
+    # A login node without CIFAR-100: the dry run still prints the plan and its cost (exit 0) and says what
+    # a run would stop on; the run itself is one error line, exit 2, nothing written.
+    monkeypatch.setenv("NLBENCH_DATA", str(tmp_path / "no-data-here"))
+    g = with_(datasets=["cifar100"])
+    path = write_toml(tmp_path / "g.toml", g)
+    res, cache = tmp_path / "res", tmp_path / "cache"
+    code, out, err = cli("run", "--dry-run", "--grid", str(path), "--results", str(res), "--cache", str(cache))
+    assert code == 0, err
+    assert out.startswith("warning: dataset 'cifar100' needs its files") and "1 to run" in out
+    assert "estimated GPU time" in out
+    assert tree(res) == [] and not cache.exists()
+    run_refused(tmp_path, g, "dataset 'cifar100' needs its files")

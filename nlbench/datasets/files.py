@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlbench.errors import ConfigError
+from nlbench.errors import ConfigError, DataNotFound
 
 # Images read by path are fitted to LOAD_SIZE × LOAD_SIZE before the batch transform resizes them to the
 # backbone's input (the usual Resize(256) + CenterCrop(224) pipeline's first step). Loaders record it in
@@ -206,13 +206,13 @@ def resolve_root(name: str, root: str | os.PathLike | None, *, where: str = "") 
     if root is not None:
         path = Path(root).expanduser()
         if not path.is_dir():
-            raise ConfigError(f"dataset {name!r}: root {str(root)!r} is not a folder"
+            raise DataNotFound(f"dataset {name!r}: root {str(root)!r} is not a folder"
                               f" (`nlbench prepare {name} --root DIR` checks a folder){where}")
         return path
     env = os.environ.get("NLBENCH_DATA")
     if env and (Path(env) / name).is_dir():
         return Path(env) / name
-    raise ConfigError(
+    raise DataNotFound(
         f"dataset {name!r} needs its files: pass the dataset option root=DIR (in a grid: "
         f"[dataset_options.{name}] root = \"DIR\") or put them in $NLBENCH_DATA/{name}"
         f" (NLBENCH_DATA is {'unset' if not env else repr(env)}); `nlbench prepare {name} --root DIR`"
