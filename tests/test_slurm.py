@@ -194,6 +194,7 @@ def test_preempted_job_requeues_and_resumes_to_the_uninterrupted_record(slurm_en
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.2)
     subprocess.run(["scancel", "--signal=USR2", job], env=slurm_env, check=True)
+    deadline = time.time() + 300  # its own allowance: reaching the checkpoint may have used most of the first
     while True:  # submitit requeues it: back to PENDING, one restart
         info = _scontrol(slurm_env, job)
         if int(info.get("Restarts", "0")) >= 1 and info.get("JobState") == "PENDING":
