@@ -68,6 +68,19 @@ def describe_owner(owner: dict) -> str:
     return f"{owner.get('user')}@{owner.get('host')} pid {owner.get('pid')}{job}, heartbeat {beat:.0f} s ago"
 
 
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the block; blocks
+    while another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
 class CellClaim:
     """The claim on one cell. ``acquire()`` returns None once held, else the live owner's description."""
 
@@ -84,15 +97,8 @@ class CellClaim:
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------------------------------- helpers
-    @contextlib.contextmanager
-    def _mutex(self) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".mutex", "a") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    def _mutex(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self.folder / ".mutex")
 
     def _read(self) -> dict | None:
         try:

@@ -19,14 +19,12 @@ never blocks ``status`` or ``run --wait``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
 import pickle
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +33,7 @@ from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
 from nlbench.executors import state_dir
 from nlbench.grids import CellSpec
+from nlbench.locks import exclusive_lock
 from nlbench.records import is_done
 
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESIZING", "SUSPENDED",
@@ -65,16 +64,9 @@ class SubmissionState:
                               f"grid's SLURM bookkeeping afresh (records are kept)") from None
         return data.get("cells", {})
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold an exclusive lock on the state (blocks while another ``nlbench run`` submits)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "state.lock", "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return exclusive_lock(self.folder / "state.lock")
 
     def record_submissions(self, entries: dict[str, dict]) -> None:
         """Merge ``entries`` (cell_id → job_id, config_hash, log_folder) into the file; call under ``locked``."""
