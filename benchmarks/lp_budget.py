@@ -79,7 +79,7 @@ def plot_budget(root: Path, budgets: list[int], seeds: int, path: str) -> Path:
 
     from nlbench.grids import expand, load_grid
     from nlbench.records import load_records
-    from nlbench.tables import METHOD_LABEL, records_frame
+    from nlbench.tables import method_label, records_frame
 
     metrics = {"test_acc_best": "best-by-validation", "test_acc_last": "last epoch"}
     frames = []
@@ -101,7 +101,7 @@ def plot_budget(root: Path, budgets: list[int], seeds: int, path: str) -> Path:
                 if method in stats.index.get_level_values(0):
                     row = stats.loc[method]
                     ax.errorbar(row.index, row["mean"], yerr=row["std"], marker="o", capsize=3,
-                                label=f"LP {METHOD_LABEL.get(method, method)}")
+                                label=f"LP {method_label(method)}")
             ax.set_title(f"{setting}, {metrics[metric]}", fontsize=10)
             ax.set_xticks(budgets)
             ax.grid(alpha=0.3)

@@ -133,7 +133,7 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         multiprocessing.set_start_method("fork", force=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    from nlbench.methods import build_method
+    from nlbench.methods import CellContext, build_method
     from nlbench.methods.gce import GCELoss
     from nlbench.train import TrainConfig, Trainer
 
@@ -156,7 +156,6 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         backbone_factory=no_backbone, feature_cache=FeatureCache(cache_root),
         feature_key=lambda split, view: feature_key(n, num_classes, dim, split, view),
         transform=lambda backbone, augment: None, seed=seed, log=lambda line: None)
-    trainer.nominal_noise = ("sym", 0.4)
     started, cpu_started = time.perf_counter(), time.process_time()
     selection_s = None
     if method == "turn":  # probe and selection; the FFT phase needs images (throughput.py measures it)
@@ -170,7 +169,7 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         selection_s = time.perf_counter() - t0
         lp_epochs = epochs
     else:
-        build_method(method, "lp", {}).run(trainer, "lp")
+        build_method(method, "lp", {}).run(CellContext.of(trainer, "lp", dataset="synthetic", noise=("sym", 0.4)))
         lp_epochs = epochs * 6 if method == "cl" else epochs
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()

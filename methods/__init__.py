@@ -1,33 +1,35 @@
-"""LNL methods, one file each, registered with ``@register_method(name, modes=...)``.
+"""LNL methods, one file each: every module of this package is imported, and registers its method(s).
 
-A method is a frozen dataclass of its hyperparameters (defaults with their sources beside them) and
-a ``run(trainer, mode) -> Fit``. Loss-based methods (CE, GCE, ELR) only supply ``criterion``; methods
-with phases of their own (TURN; DivideMix and UNICON with two networks) drive the trainer's phases.
+A method is a frozen dataclass of its hyperparameters (defaults with their sources beside them) that
+subclasses ``Method`` and implements ``run(ctx) -> Fit``, or subclasses ``LossMethod`` and implements
+``criterion`` only (see ``nlbench.method_api``). ``@register_method`` checks the interface when the file
+is imported. Methods from other distributions register through the ``nlbench.methods`` entry point group.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import asdict, fields
 from typing import Any
 
 from nlbench.errors import ConfigError
+from nlbench.method_api import (
+    CellContext,
+    DatasetFacts,
+    LossMethod,
+    Method,
+    MethodInterfaceError,
+    NominalNoise,
+    register_method,
+)
 from nlbench.registry import METHODS
 
-
-class LossMethod:
-    """Mixin for methods that are a training criterion: LP trains a head with it, FFT the whole model."""
-
-    def criterion(self, num_samples: int, num_classes: int):
-        raise NotImplementedError
-
-    def run(self, trainer, mode: str):
-        criterion = self.criterion(trainer.num_train, trainer.num_classes)
-        if mode == "lp":
-            return trainer.linear_probe(criterion, desc=f"LP {type(self).__name__}")
-        return trainer.fine_tune(criterion, desc=f"FFT {type(self).__name__}")
+__all__ = ["CellContext", "DatasetFacts", "LossMethod", "Method", "MethodInterfaceError", "NominalNoise",
+           "build_method", "method_params", "register_method"]
 
 
-def build_method(name: str, mode: str, params: dict[str, Any] | None = None):
+def build_method(name: str, mode: str, params: dict[str, Any] | None = None) -> Method:
     """Instantiate method ``name`` with ``params`` for tuning ``mode``; bad names, modes or values raise
     ConfigError with the valid choices."""
     entry = METHODS.entry(name)
@@ -45,10 +47,12 @@ def build_method(name: str, mode: str, params: dict[str, Any] | None = None):
     return cls(**(params or {}))
 
 
-def method_params(method) -> dict[str, Any]:
+def method_params(method: Method) -> dict[str, Any]:
     """All hyperparameters of a method instance, defaults included (they go into records and hashes)."""
     return asdict(method)
 
 
-# Import each method explicitly so that a broken file fails loudly.
-from nlbench.methods import ce, cl, dividemix, elr, gce, turn, unicon  # noqa: E402,F401
+# Every module of the folder, in name order: a new method is one file and nothing else to edit. An import
+# error propagates, so a broken file fails loudly.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nlbench.methods import LossMethod
-from nlbench.registry import register_method
+from nlbench.methods import LossMethod, register_method
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -16,7 +15,8 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, index: torch.Tenso
     return F.cross_entropy(logits, labels)
 
 
-@register_method("ce", modes=("fft", "lp"))
+@register_method("ce", modes=("fft", "lp", "lp-fft"), label="CE", order=10, paper_name="CE",
+                 source="cross-entropy baseline")
 @dataclass(frozen=True)
 class CE(LossMethod):
     """Cross-entropy on the noisy labels (no robustness mechanism)."""

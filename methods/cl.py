@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from nlbench.errors import ConfigError
+from nlbench.methods import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
-from nlbench.registry import register_method
 from nlbench.selection import CL_FILTERS, confident_clean, require_cleanlab
-from nlbench.train import Criterion
+from nlbench.train import Criterion, Fit
 
 
 def out_of_fold_probs(trainer, *, folds: int = 5, epochs: int | None = None,
@@ -53,9 +53,10 @@ def cl_select(trainer, *, folds: int = 5, epochs: int | None = None, criterion: 
         return confident_clean(trainer.labels, probs, filter_by=filter_by)
 
 
-@register_method("cl", modes=("fft", "lp"))
+@register_method("cl", modes=("fft", "lp"), label="CL", order=60,
+                 source="Northcutt, Jiang & Chuang, JAIR 2021; cleanlab.filter.find_label_issues")
 @dataclass(frozen=True)
-class CL:
+class CL(Method):
     """Confident learning: cleanlab flags label issues from out-of-fold probe probabilities; CE on the rest.
 
     1. K-fold linear probes (CE, the engine's LP recipe) on cached features give out-of-sample
@@ -80,9 +81,10 @@ class CL:
             raise ConfigError(f"CL probe_epochs must be ≥ 1; got {self.probe_epochs}")
         require_cleanlab()
 
-    def run(self, trainer, mode: str):
+    def run(self, ctx: CellContext) -> Fit:
+        trainer, mode = ctx.engine, ctx.mode
         keep = cl_select(trainer, folds=self.folds, epochs=self.probe_epochs, filter_by=self.filter_by)
-        trainer.log_selection(keep, epoch=0, phase="cl")
+        ctx.log_selection(keep, epoch=0, phase="cl")
         index = np.flatnonzero(keep)
         if len(index) == 0:
             raise RuntimeError("confident learning flagged every training sample; nothing left to train on")

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 
 from nlbench.errors import ConfigError
+from nlbench.methods import CellContext, Method, register_method
 from nlbench.network_pair import NetworkPair
-from nlbench.registry import register_method
 from nlbench.selection import GMMFit, fit_loss_gmm
 from nlbench.semisup import check_unit_interval, scaled_schedule
-from nlbench.train import per_sample_ce
+from nlbench.train import Fit, per_sample_ce
 
 # The DivideMix paper's appendix and the authors' issue threads, cited below.
 _TABLE7 = "DivideMix paper (Li, Socher, Hoi, ICLR 2020), Appendix B, Table 7"
@@ -78,15 +78,6 @@ def published_setting(dataset: str | None, num_classes: int, noise: str, rate: f
     return key, DIVIDEMIX_SETTINGS[key]
 
 
-def cell_dataset(trainer) -> str | None:
-    """The cell's dataset name: ``trainer.dataset_name`` where set, else the name in the dataset identity
-    of the trainer's feature-cache key (which the runner builds for every cell)."""
-    name = getattr(trainer, "dataset_name", None)
-    if name is None and getattr(trainer, "_feature_key", None) is not None:
-        name = trainer._feature_key("train", 0).dataset.get("dataset")
-    return name
-
-
 def co_divide(clean_prob_1: np.ndarray, clean_prob_2: np.ndarray, p_threshold: float
               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """((labelled mask, w) of network 1, (labelled mask, w) of network 2).
@@ -99,9 +90,10 @@ def co_divide(clean_prob_1: np.ndarray, clean_prob_2: np.ndarray, p_threshold: f
     return (clean_prob_2 > p_threshold, clean_prob_2), (clean_prob_1 > p_threshold, clean_prob_1)
 
 
-@register_method("dividemix", modes=("fft", "lp"))
+@register_method("dividemix", modes=("fft", "lp"), label="DMix", order=40, paper_name="DivideMix",
+                 source="Li, Socher & Hoi, ICLR 2020; github.com/LiJunnan1992/DivideMix")
 @dataclass(frozen=True)
-class DivideMix:
+class DivideMix(Method):
     """DivideMix: two networks, GMM co-divide, MixMatch with co-refinement and co-guessing.
 
     Per epoch after a CE warm-up (Algorithm 1): each network's per-sample CE on the un-augmented
@@ -145,14 +137,14 @@ class DivideMix:
             check_unit_interval("p_threshold", self.p_threshold, "DivideMix")
         _validate_common(self, "DivideMix")
 
-    def setting(self, trainer) -> tuple[float, float, str]:
+    def setting(self, ctx: CellContext) -> tuple[float, float, str]:
         """(λ_u, τ, source) of a run: the fields where given, else the published setting nearest the cell."""
-        noise = trainer.nominal_noise
+        noise = ctx.noise
         if noise is None:
             if self.lambda_u is None or self.p_threshold is None:
                 raise ConfigError("DivideMix: lambda_u and p_threshold must be given when the nominal noise is unknown")
             return self.lambda_u, self.p_threshold, "given"
-        key, published = published_setting(cell_dataset(trainer), trainer.num_classes, noise[0], noise[1])
+        key, published = published_setting(ctx.dataset.name or None, ctx.num_classes, noise.model, noise.rate)
         where = f"{key[0]} {key[1]} {key[2]:g}: {published.source}"
         lambda_u = published.lambda_u if self.lambda_u is None else self.lambda_u
         tau = published.p_threshold if self.p_threshold is None else self.p_threshold
@@ -175,11 +167,12 @@ class DivideMix:
         del history[:-window]  # older epochs never reach a GMM again
         return fit_loss_gmm(np.mean(history, axis=0), seed=seed)  # DivideMix's EM: max_iter 10, tol 1e-2
 
-    def run(self, trainer, mode: str):
-        lambda_u, p_threshold, source = self.setting(trainer)
-        epochs, warmup, rampup, lambda_u, penalty = resolve_schedule(self, trainer, mode, REF_EPOCHS, REF_WARMUP,
+    def run(self, ctx: CellContext) -> Fit:
+        trainer, mode = ctx.engine, ctx.mode
+        lambda_u, p_threshold, source = self.setting(ctx)
+        epochs, warmup, rampup, lambda_u, penalty = resolve_schedule(self, ctx, REF_EPOCHS, REF_WARMUP,
                                                                      REF_RAMPUP, "DivideMix", lambda_u=lambda_u)
-        window = self.loss_window or (5 if trainer.nominal_noise and trainer.nominal_noise[1] >= 0.9 - 1e-9 else 1)
+        window = self.loss_window or (5 if ctx.noise and ctx.noise.rate >= 0.9 - 1e-9 else 1)
         pair = NetworkPair(trainer, mode, views=self.views, epochs=epochs)
         fit = pair.fit()
         first, saved = pair.resume(fit, "dividemix")
@@ -196,7 +189,7 @@ class DivideMix:
                 divisions = co_divide(fits[0].posterior, fits[1].posterior, p_threshold)
                 losses, sizes = [], []
                 for k, (mask, w) in enumerate(divisions):
-                    trainer.log_selection(mask, epoch=epoch, phase=f"net{k + 1}")
+                    ctx.log_selection(mask, epoch=epoch, phase=f"net{k + 1}")
                     labelled = np.flatnonzero(mask)
                     sizes.append(len(labelled))
                     losses.append(pair.mixmatch_epoch(
@@ -240,22 +233,22 @@ def _validate_common(method, name: str) -> None:
         raise ConfigError(f"{name} loss_window must be ≥ 1; got {method.loss_window}")
 
 
-def resolve_schedule(method, trainer, mode: str, ref_epochs: int, ref_warmup: int, ref_rampup: float, name: str,
+def resolve_schedule(method, ctx: CellContext, ref_epochs: int, ref_warmup: int, ref_rampup: float, name: str,
                      *, lambda_u: float | None = None) -> tuple[int, int, float, float, bool]:
     """(epochs, warm-up epochs, ramp epochs, λ_u, confidence penalty) of a run, defaults resolved.
 
     λ_u: the method's field, else ``lambda_u`` (a setting the method resolved itself)."""
-    cfg = trainer.config
+    cfg, mode = ctx.engine.config, ctx.mode
     epochs = method.epochs or (cfg.lp_epochs if mode == "lp" else cfg.fft_epochs)
     warmup, rampup = scaled_schedule(epochs, ref_epochs=ref_epochs, ref_warmup=ref_warmup, ref_rampup=ref_rampup,
                                      warmup=method.warmup_epochs, rampup=method.rampup_epochs)
-    noise = trainer.nominal_noise
+    noise = ctx.noise
     lambda_u = method.lambda_u if method.lambda_u is not None else lambda_u
     if lambda_u is None:
         raise ConfigError(f"{name}: lambda_u must be given")
     penalty = method.confidence_penalty
     if penalty is None:
-        penalty = noise is not None and noise[0] == "asym"
+        penalty = noise is not None and noise.model == "asym"
     if warmup >= epochs:
-        trainer.log(f"{name}: warm-up takes all {epochs} epochs; no semi-supervised epoch runs")
+        ctx.log(f"{name}: warm-up takes all {epochs} epochs; no semi-supervised epoch runs")
     return epochs, warmup, rampup, float(lambda_u), bool(penalty)

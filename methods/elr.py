@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.methods import LossMethod
-from nlbench.registry import register_method
+from nlbench.methods import LossMethod, register_method
 
 
 class ELRLoss:
@@ -36,7 +35,8 @@ class ELRLoss:
         return F.cross_entropy(logits, labels) + self.lam * torch.log(1.0 - inner).mean()
 
 
-@register_method("elr", modes=("fft", "lp"))
+@register_method("elr", modes=("fft", "lp", "lp-fft"), label="ELR", order=30, paper_name="ELR",
+                 source="Liu et al., NeurIPS 2020; github.com/shengliu66/ELR")
 @dataclass(frozen=True)
 class ELR(LossMethod):
     """Early-learning regularisation: pull predictions towards their own running average."""

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.methods import LossMethod
-from nlbench.registry import register_method
+from nlbench.methods import LossMethod, register_method
 
 
 class GCELoss:
@@ -25,7 +24,8 @@ class GCELoss:
         return ((1.0 - p_y.clamp_min(1e-7) ** self.q) / self.q).mean()
 
 
-@register_method("gce", modes=("fft", "lp"))
+@register_method("gce", modes=("fft", "lp", "lp-fft"), label="GCE", order=20, paper_name="GCE",
+                 source="Zhang & Sabuncu, NeurIPS 2018")
 @dataclass(frozen=True)
 class GCE(LossMethod):
     """Generalised cross-entropy, a noise-robust loss between CE and MAE (q = 0.7)."""

@@ -7,17 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from nlbench.errors import ConfigError
+from nlbench.methods import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
 from nlbench.methods.cl import cl_select
 from nlbench.methods.gce import GCELoss
-from nlbench.registry import register_method
 from nlbench.selection import balanced_subset, gmm_select, require_cleanlab, select_clean
-from nlbench.train import per_sample_ce
+from nlbench.train import Fit, per_sample_ce
 
 
-@register_method("turn", modes=("lp-fft",))
+@register_method("turn", modes=("lp-fft",), label="TURN", order=70, paper_name="TURN",
+                 source="Ahn, Kim, Ko & Yun, IJCAI 2024")
 @dataclass(frozen=True)
-class TURN:
+class TURN(Method):
     """TURN: GCE linear probe picks a class-balanced clean subset, then FFT on it with CE.
 
     1. Phase I: linear probe with GCE(q) on frozen features for ``lp_epochs``.
@@ -86,7 +87,8 @@ class TURN:
                              loss_threshold=self.loss_threshold)
         return clean, losses, []
 
-    def run(self, trainer, mode: str):
+    def run(self, ctx: CellContext) -> Fit:
+        trainer = ctx.engine
         probe = trainer.linear_probe(GCELoss(self.q), epochs=self.lp_epochs, desc="TURN LP")
         clean, losses, gmm_fits = self.select(trainer, probe.model)
         rng = np.random.default_rng(trainer.seed)
@@ -94,7 +96,7 @@ class TURN:
         def draw(epoch: int) -> np.ndarray:
             subset = balanced_subset(clean, trainer.labels, trainer.num_classes, rng=rng, losses=losses,
                                      min_per_class=self.min_per_class)
-            trainer.log_selection(subset, epoch=epoch, phase="fft")
+            ctx.log_selection(subset, epoch=epoch, phase="fft")
             return subset
 
         drawn = {0: draw(0)}

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from nlbench.errors import ConfigError
+from nlbench.methods import CellContext, Method, register_method
 from nlbench.methods.dividemix import _validate_common, resolve_schedule
 from nlbench.network_pair import NetworkPair
-from nlbench.registry import register_method
 from nlbench.selection import (
     JSD_BASES,
     UNICON_CUTOFFS,
@@ -21,14 +21,16 @@ from nlbench.selection import (
     uniform_selection,
 )
 from nlbench.semisup import check_unit_interval
+from nlbench.train import Fit
 
 # Reference schedule (CIFAR-100, from scratch): 350 epochs with a 30-epoch warm-up; λ_u ramp 16 epochs.
 REF_EPOCHS, REF_WARMUP, REF_RAMPUP = 350, 30, 16
 
 
-@register_method("unicon", modes=("fft", "lp"))
+@register_method("unicon", modes=("fft", "lp"), label="UNC", order=50, paper_name="UNICON",
+                 source="Karim et al., CVPR 2022; github.com/nazmul-karim170/UNICON-Noisy-Label")
 @dataclass(frozen=True)
-class UNICON:
+class UNICON(Method):
     """UNICON: JSD-based class-uniform clean selection, then MixMatch plus a contrastive loss.
 
     Before each network's semi-supervised epoch: the two networks' mean prediction p_i on the
@@ -104,8 +106,9 @@ class UNICON:
         _, ratio = unicon_selection_ratio(jsd, d_u=self.d_u, tau=self.tau, cutoff=self.cutoff)
         return uniform_selection(jsd, trainer.labels, trainer.num_classes, ratio), jsd, ratio
 
-    def run(self, trainer, mode: str):
-        epochs, warmup, rampup, lambda_u, penalty = resolve_schedule(self, trainer, mode, REF_EPOCHS, REF_WARMUP,
+    def run(self, ctx: CellContext) -> Fit:
+        trainer, mode = ctx.engine, ctx.mode
+        epochs, warmup, rampup, lambda_u, penalty = resolve_schedule(self, ctx, REF_EPOCHS, REF_WARMUP,
                                                                      REF_RAMPUP, "UNICON")
         pair = NetworkPair(trainer, mode, views=self.views, epochs=epochs,
                            projection_dim=self.projection_dim if mode == "fft" else None)
@@ -121,7 +124,7 @@ class UNICON:
                 for k in (0, 1):
                     labelled, jsd, ratio = self.select(pair)
                     epoch_ratios.append(round(ratio, 6))
-                    trainer.log_selection(labelled, epoch=epoch, phase=f"net{k + 1}")
+                    ctx.log_selection(labelled, epoch=epoch, phase=f"net{k + 1}")
                     unlabelled = np.setdiff1d(np.arange(trainer.num_train), labelled)
                     u_batch = int(pair.batch_size / (2 * ratio)) if ratio > 0 else pair.batch_size
                     losses.append(pair.mixmatch_epoch(

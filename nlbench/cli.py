@@ -42,13 +42,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     for e in entries:
         meta = e.meta
         if args.kind == "methods":
-            extra = f"  [modes: {', '.join(meta['modes'])}]"
+            extra = (f"  [row {meta['label']}; modes: {', '.join(meta['modes'])}; "
+                     f"source: {meta.get('source') or 'not given'}]")
         elif args.kind == "backbones":
             extra = (f"  [{meta.get('source')}; {meta.get('checkpoint')}; dim {meta.get('feature_dim')};"
                      f" licence: {meta.get('licence')}]")
         else:
             extra = ""
-        print(f"{e.name:<{width}}  {e.description}{extra}")
+        # Plug-ins say which installed distribution they come from.
+        plugin = f"  (plug-in from {meta['distribution']})" if meta.get("distribution", "nlbench") != "nlbench" else ""
+        print(f"{e.name:<{width}}  {e.description}{extra}{plugin}")
     return 0
 
 

@@ -1,8 +1,14 @@
-"""Name → object registries for methods, backbones, noise models, datasets and grids.
+"""Name → object registries for methods, backbones, noise models and datasets.
 
-One small type serves all five: ``@METHODS.register("gce", modes=("fft", "lp"))`` on a class or
-function records it under a name with a one-line description (its docstring's first line) and any
-metadata the kind needs. Registering a name twice raises; an unknown name raises with the valid ones.
+One small type serves all four: ``@BACKBONES.register("vit_b16", feature_dim=768)`` on a class or function
+records it under a name with a one-line description (its docstring's first line), the distribution it
+comes from, and any metadata the kind needs. Registering a name twice raises; an unknown name raises with
+the valid ones.
+
+Entries come from nlbench's own modules and from plug-ins: any installed distribution can declare
+entry points in the groups ``nlbench.methods``, ``nlbench.backbones``, ``nlbench.datasets`` and
+``nlbench.noise`` (``mypkg.my_method = "mypkg.my_method"``); each names a module, imported once, whose
+decorators register its entries. A plug-in that fails to import is one ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from nlbench.errors import ConfigError
@@ -49,9 +56,10 @@ class Registry(Generic[T]):
 
     def add(self, name: str, obj: T, *, description: str | None = None, **meta: Any) -> None:
         if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+            first = self._entries[name].meta.get("distribution", "nlbench")
+            raise ConfigError(f"{self.kind} {name!r} is registered twice (by {first} and by {_distribution})")
         desc = description if description is not None else _first_line(getattr(obj, "__doc__", None))
-        self._entries[name] = Entry(name, obj, desc, dict(meta))
+        self._entries[name] = Entry(name, obj, desc, {**meta, "distribution": _distribution})
 
     def entry(self, name: str) -> Entry[T]:
         _load_builtin()
@@ -85,10 +93,11 @@ DATASETS: Registry[Any] = Registry("dataset")
 
 MODES = ("fft", "lp", "lp-fft")
 
-# Each module registers its entries on import; importing them explicitly (not by scanning a folder)
-# makes a broken file fail loudly.
+# Each module registers its entries on import; a broken module fails loudly.
 _BUILTIN_MODULES = ("nlbench.noise", "nlbench.datasets", "nlbench.methods", "nlbench.backbones")
+PLUGIN_GROUPS = ("nlbench.noise", "nlbench.datasets", "nlbench.methods", "nlbench.backbones")
 _loaded = False
+_distribution = "nlbench"  # who registers now: nlbench, or the plug-in distribution being loaded
 
 
 def _load_builtin() -> None:
@@ -98,14 +107,32 @@ def _load_builtin() -> None:
     _loaded = True
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
+    load_plugins()
 
 
-def register_method(name: str, *, modes: tuple[str, ...], description: str | None = None) -> Callable:
-    """Register a method class; ``modes`` lists the tuning modes it supports (subset of MODES)."""
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise ValueError(f"method {name!r}: unknown modes {bad}; expected a subset of {MODES}")
-    return METHODS.register(name, description=description, modes=tuple(modes))
+def plugin_entry_points() -> list[tuple[str, metadata.EntryPoint]]:
+    """(group, entry point) of every installed plug-in, in group then name order."""
+    found = []
+    for group in PLUGIN_GROUPS:
+        found += [(group, ep) for ep in sorted(metadata.entry_points(group=group), key=lambda e: e.name)]
+    return found
+
+
+def load_plugins() -> None:
+    """Import every plug-in module; each registers its entries tagged with its distribution."""
+    global _distribution
+    for group, ep in plugin_entry_points():
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+        _distribution = ep.dist.name if ep.dist is not None else ep.name
+        try:
+            ep.load()
+        except ConfigError as exc:  # a registration problem: already one line that names the file
+            raise ConfigError(f"plug-in {ep.name!r} ({group} = {ep.value!r}, from {dist}): {exc}") from None
+        except Exception as exc:
+            raise ConfigError(f"plug-in {ep.name!r} ({group} = {ep.value!r}, from {dist}) failed to import: "
+                              f"{type(exc).__name__}: {exc}; fix or uninstall {dist.split()[0]}") from None
+        finally:
+            _distribution = "nlbench"
 
 
 def register_backbone(name: str, **meta: Any) -> Callable:

@@ -34,7 +34,8 @@ from nlbench.images import image_source
 from nlbench.interrupts import note
 from nlbench.labels import noisy_labels
 from nlbench.locks import claim_cell
-from nlbench.methods import build_method
+from nlbench.methods import CellContext, DatasetFacts, NominalNoise, build_method
+from nlbench.noise import NoisyLabels
 from nlbench.progress import GridProgress
 from nlbench.records import is_done, record_path, records_dir, write_record
 from nlbench.train import TrainConfig, Trainer, determinism
@@ -95,6 +96,15 @@ def selection_scores(selections: list[dict], is_noisy: np.ndarray | None) -> lis
     return out
 
 
+def oracle_transition(noise: NoisyLabels | None, num_classes: int) -> np.ndarray | None:
+    """The (C, C) transition matrix of the cell's synthetic noise in expectation (the realized one where the
+    model has no closed form), for methods' oracle options; None under real noise."""
+    if noise is None:
+        return None
+    matrix = noise.expected_transition if noise.expected_transition is not None else noise.transition
+    return np.asarray(matrix, dtype=np.float64)[:num_classes, :num_classes]
+
+
 def environment() -> dict:
     versions = {}
     for pkg in ("nlbench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "open_clip_torch", "submitit"):
@@ -139,17 +149,22 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
         seed=spec.seed,
         log=log,
         progress=progress,
+        # Fine-tuning checkpoints every epoch here; a re-run of an interrupted cell resumes from them.
+        checkpoint_dir=checkpoint_dir(results, spec),
+        finetuned_features_path=finetuned_features_path(results, spec),
+        config_hash=spec.config_hash,
     )
-    trainer.nominal_noise = (spec.noise, spec.rate)
-    trainer.dataset_name = dataset.name
-    # Fine-tuning checkpoints every epoch here; a re-run of an interrupted cell resumes from them.
-    trainer.checkpoint_dir = checkpoint_dir(results, spec)
-    trainer.finetuned_features_path, trainer.config_hash = finetuned_features_path(results, spec), spec.config_hash
+    context = CellContext(
+        mode=spec.mode, engine=trainer,
+        dataset=DatasetFacts(name=dataset.name, num_classes=dataset.num_classes, num_train=len(train_labels)),
+        noise=NominalNoise(spec.noise, float(spec.rate)),
+        oracle_transition=oracle_transition(noise, dataset.num_classes),
+    )
     torch.manual_seed(spec.seed)
     method = build_method(spec.method, spec.mode, spec.method_params)
     # Threads and deterministic kernels for this cell only; the record states what the numbers depend on.
     with determinism(config, trainer.device) as determinism_settings:
-        fit = method.run(trainer, spec.mode)
+        fit = method.run(context)
     is_noisy = None
     if dataset.train.labels is not None:
         is_noisy = np.asarray(train_labels) != dataset.train.labels

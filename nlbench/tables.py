@@ -13,12 +13,10 @@ import numpy as np
 import pandas as pd
 
 from nlbench.errors import ConfigError
+from nlbench.registry import METHODS
 
 MODE_ORDER = ["fft", "lp", "lp-fft"]
 MODE_LABEL = {"fft": "FFT", "lp": "LP", "lp-fft": "LP-FFT"}
-METHOD_ORDER = ["ce", "gce", "elr", "dividemix", "unicon", "cl", "turn"]
-METHOD_LABEL = {"ce": "CE", "gce": "GCE", "elr": "ELR", "dividemix": "DMix", "unicon": "UNC", "cl": "CL",
-                "turn": "TURN"}
 NOISE_ORDER = ["sym", "asym", "inst", "none"]
 
 METRICS = {
@@ -43,10 +41,16 @@ def method_key(record: dict) -> str:
     return f"{record['method']}@{tag}" if tag else record["method"]
 
 
+def _method_meta(name: str) -> dict:
+    """A method's registration (label, order, paper name); {} for a method no longer registered (its old
+    records still tabulate, under their key)."""
+    return METHODS.entry(name).meta if name in METHODS else {}
+
+
 def method_label(key: str) -> str:
-    """Display name of a method key: 'DMix', 'DMix@long'."""
+    """Display name of a method key, as the method registered it: 'DMix', 'DMix@long'."""
     base, _, tag = key.partition("@")
-    label = METHOD_LABEL.get(base, base)
+    label = _method_meta(base).get("label", base)
     return f"{label}@{tag}" if tag else label
 
 
@@ -101,8 +105,7 @@ def _fmt(mean: float, std: float, n: int, fmt: str, bold: bool) -> str:
 
 def _row_key(mode: str, method: str) -> tuple[int, int, str]:
     base = method.partition("@")[0]
-    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else 99,
-            METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, method)
+    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else 99, _method_meta(base).get("order", 10**6), method)
 
 
 def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realized: bool = False) -> pd.DataFrame:
@@ -164,7 +167,6 @@ def real_noise(df: pd.DataFrame, *, fmt: str) -> pd.DataFrame:
 
 
 PAPER_TABLES = {"cifar100": "table1_cifar100", "clothing1m": "clothing1m", "webvision": "webvision"}
-PAPER_METHOD = {"ce": "CE", "gce": "GCE", "elr": "ELR", "dividemix": "DivideMix", "unicon": "UNICON", "turn": "TURN"}
 
 
 def paper_results() -> pd.DataFrame:
@@ -178,8 +180,8 @@ def paper_results() -> pd.DataFrame:
 def paper_value(paper: pd.DataFrame, *, dataset: str, backbone: str, noise: str, rate: float, mode: str,
                 method: str, metric: str) -> float:
     """The paper's number for one cell, or NaN where the paper has none (tagged variants included)."""
-    table = PAPER_TABLES.get(dataset)
-    if table is None or method not in PAPER_METHOD:
+    table, paper_name = PAPER_TABLES.get(dataset), _method_meta(method).get("paper_name")
+    if table is None or paper_name is None:
         return math.nan
     if table == "table1_cifar100":
         rows = paper[(paper.table == table) & (paper.noise == noise) & np.isclose(paper.rate.fillna(-1), rate)
@@ -187,7 +189,7 @@ def paper_value(paper: pd.DataFrame, *, dataset: str, backbone: str, noise: str,
     else:
         rows = paper[(paper.table == table) & (paper.metric == metric)]
     rows = rows[(rows.backbone == backbone) & (rows["mode"] == MODE_LABEL.get(mode, mode))
-                & (rows.method == PAPER_METHOD[method])]
+                & (rows.method == paper_name)]
     return float(rows.value.iloc[0]) if len(rows) else math.nan
 
 

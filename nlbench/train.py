@@ -249,6 +249,9 @@ class Trainer:
         seed: int,
         log: Callable[[str], None] = print,
         progress: bool = False,
+        checkpoint_dir: Path | None = None,
+        finetuned_features_path: Path | None = None,
+        config_hash: str = "",
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
@@ -272,6 +275,19 @@ class Trainer:
         self.cache_events: dict[str, str] = {}
         self.counters = {"backbone_forward_images": 0, "backbone_backward_images": 0, "backbones_built": 0}
         self.selections: list[dict] = []
+        # Where fine_tune checkpoints each epoch (the cell's checkpoint folder); None: no checkpoints. Each
+        # fine_tune call of a cell gets its own file, numbered in call order, which is the same on every
+        # attempt because everything before it is seeded.
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        # Where fine_tune saves the test features before/after fine-tuning (TrainConfig.save_finetuned_features),
+        # stamped with the cell's config hash.
+        self.finetuned_features_path = finetuned_features_path
+        self.config_hash = config_hash
+        # Filled by fine_tune: seconds of each training epoch (the runner's time-limit estimate reads them
+        # from records) and the (call, epoch) each resumed phase restarted from.
+        self.fft_epoch_seconds: list[float] | None = None
+        self.resumed_from: list[dict] | None = None
+        self._fine_tune_calls = 0
 
     @property
     def num_train(self) -> int:
@@ -433,16 +449,6 @@ class Trainer:
                              last=epoch == epochs - 1)
         return fit
 
-    # Where fine_tune checkpoints each epoch (set by the runner to the cell's checkpoint folder); None:
-    # no checkpoints. Each fine_tune call of a cell gets its own file, numbered in call order, which is
-    # the same on every attempt because everything before it is seeded.
-    checkpoint_dir: Path | None = None
-    # Filled by fine_tune: seconds of each training epoch (the runner's time-limit estimate reads them
-    # from records) and the (call, epoch) each resumed phase restarted from.
-    fft_epoch_seconds: list[float] | None = None
-    resumed_from: list[dict] | None = None
-    _fine_tune_calls: int = 0
-
     def fine_tune(
         self,
         criterion: Criterion,
@@ -581,11 +587,6 @@ class Trainer:
             self.save_finetuned_features(model, backbone)
         return fit
 
-    # Where fine_tune saves the test features before/after fine-tuning (set by the runner); see
-    # TrainConfig.save_finetuned_features.
-    finetuned_features_path: Path | None = None
-    config_hash: str = ""
-
     def save_finetuned_features(self, model: Classifier, backbone: Backbone) -> None:
         """One pass of the fine-tuned backbone over the test split; saved with the pre-trained features
         of the same images (from the feature cache) and the clean test labels, atomically."""
@@ -599,11 +600,6 @@ class Trainer:
         before = self.features("test").cpu().numpy()
         save_test_features(self.finetuned_features_path, SavedTestFeatures(
             before=before, after=after, labels=self.test_labels, config_hash=self.config_hash))
-
-    # The cell's nominal noise setting (model, rate), set by the runner. Methods whose published
-    # defaults depend on it read it (DivideMix's λ_u per noise rate, the confidence penalty under
-    # asymmetric noise); None outside a grid cell. Which samples are noisy stays hidden.
-    nominal_noise: tuple[str, float] | None = None
 
 
 def per_sample_ce(logits: torch.Tensor, labels: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
+from test_dividemix import tiny_context, tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
 
 from nlbench.errors import ConfigError
 from nlbench.grids import expand, load_grid
@@ -84,16 +84,18 @@ def test_cl_lp_cell_records_the_kept_set(write_grid, tmp_path):
 
 
 def test_cl_fft_trains_on_the_kept_set(tmp_path):
-    trainer = tiny_trainer(tmp_path, epochs=1)
-    fit = build_method("cl", "fft", {"folds": 3}).run(trainer, "fft")
+    ctx = tiny_context(tmp_path, "fft", epochs=1)
+    trainer = ctx.engine
+    fit = build_method("cl", "fft", {"folds": 3}).run(ctx)
     kept = int(trainer.selections[0]["mask"].sum())
     assert fit.extra["kept"] == kept
     assert trainer.counters["backbone_backward_images"] == kept  # one FFT epoch over the kept set
 
 
 def test_turn_with_cl_selector(tmp_path):
-    trainer = tiny_trainer(tmp_path, epochs=1)
-    fit = build_method("turn", "lp-fft", {"selector": "cl", "lp_epochs": 2, "fft_epochs": 1}).run(trainer, "lp-fft")
+    ctx = tiny_context(tmp_path, "lp-fft", epochs=1)
+    trainer = ctx.engine
+    fit = build_method("turn", "lp-fft", {"selector": "cl", "lp_epochs": 2, "fft_epochs": 1}).run(ctx)
     (sel,) = trainer.selections
     subset = np.flatnonzero(sel["mask"])
     counts = np.bincount(trainer.labels[subset], minlength=10)

@@ -16,7 +16,7 @@ from nlbench.errors import ConfigError
 from nlbench.features import FeatureCache, FeatureKey
 from nlbench.grids import expand, load_grid
 from nlbench.images import TensorImages
-from nlbench.methods import build_method
+from nlbench.methods import CellContext, build_method
 from nlbench.methods import dividemix as dm
 from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, DivideMix, co_divide, published_setting
 from nlbench.runner import run_cell
@@ -212,13 +212,19 @@ def tiny_trainer(tmp_path, *, rate: float = 0.6, noise: str = "sym", n_train: in
         transform=lambda b, augment: BatchTransform(size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, augment=augment,
                                                     hflip=False),
         seed=seed, log=lambda s: None)
-    trainer.nominal_noise = (noise, rate)
     return trainer
 
 
+def tiny_context(tmp_path, mode: str, *, rate: float = 0.6, noise: str = "sym", **kwargs) -> CellContext:
+    """``tiny_trainer`` in the context a cell hands its method (the nominal noise it was drawn with)."""
+    trainer = tiny_trainer(tmp_path, rate=rate, noise=noise, **kwargs)
+    return CellContext.of(trainer, mode, dataset="digits", noise=(noise, rate))
+
+
 def test_fft_run_trains_two_backbones_and_counts_their_passes(tmp_path):
-    trainer = tiny_trainer(tmp_path)
-    fit = build_method("dividemix", "fft", {"warmup_epochs": 1}).run(trainer, "fft")
+    ctx = tiny_context(tmp_path, "fft")
+    trainer = ctx.engine
+    fit = build_method("dividemix", "fft", {"warmup_epochs": 1}).run(ctx)
     n = trainer.num_train
     assert trainer.counters["backbones_built"] == 2
     assert len(fit.history) == 2 and math.isfinite(fit.test_acc_best)

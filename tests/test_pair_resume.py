@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
+from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
 from nlbench.methods import build_method
 from nlbench.network_pair import NetworkPair
@@ -16,7 +16,8 @@ class Interrupted(Exception):
 
 
 def run(tmp_path, method: str, checkpoint_dir, *, interrupt_at: int | None = None, monkeypatch=None, logs=None):
-    trainer = tiny_trainer(tmp_path, epochs=4)
+    ctx = tiny_context(tmp_path, "fft", epochs=4)
+    trainer = ctx.engine
     trainer.checkpoint_dir = checkpoint_dir
     if logs is not None:
         trainer.log = logs.append
@@ -31,7 +32,7 @@ def run(tmp_path, method: str, checkpoint_dir, *, interrupt_at: int | None = Non
             return real(self, *args, **kwargs)
 
         monkeypatch.setattr(NetworkPair, "mixmatch_epoch", mixmatch_then_die)
-    fit = build_method(method, "fft", {"warmup_epochs": 1}).run(trainer, "fft")
+    fit = build_method(method, "fft", {"warmup_epochs": 1}).run(ctx)
     return fit, trainer
 
 
@@ -60,9 +61,9 @@ def test_resumed_two_network_run_equals_uninterrupted(method, tmp_path, monkeypa
 
 
 def test_checkpoint_of_a_different_run_is_ignored(tmp_path, monkeypatch):
-    trainer = tiny_trainer(tmp_path, epochs=2)
-    trainer.checkpoint_dir = tmp_path / "ckpt"
-    build_method("dividemix", "fft", {"warmup_epochs": 1}).run(trainer, "fft")
+    ctx = tiny_context(tmp_path, "fft", epochs=2)
+    ctx.engine.checkpoint_dir = tmp_path / "ckpt"
+    build_method("dividemix", "fft", {"warmup_epochs": 1}).run(ctx)
     logs: list[str] = []
     longer, trainer = run(tmp_path, "dividemix", tmp_path / "ckpt", logs=logs)  # 4 epochs, not 2
     assert trainer.resumed_from is None and len(longer.history) == 4

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from nlbench.cli import main
 from nlbench.errors import ConfigError
-from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE, Registry, register_method
+from nlbench.methods import Method, register_method
+from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE, Registry
 
 
 def test_register_twice_raises():
@@ -24,14 +27,21 @@ def test_unknown_name_lists_valid_choices():
 
 
 def test_unknown_mode_rejected_at_registration():
-    with pytest.raises(ValueError, match="unknown modes"):
-        register_method("bogus", modes=("finetune",))
+    class Bogus(Method):
+        def run(self, ctx):
+            raise AssertionError
+
+    with pytest.raises(ConfigError, match="unknown mode.s. finetune; expected a subset of fft, lp, lp-fft"):
+        register_method("bogus", modes=("finetune",), label="Bogus")(dataclass(frozen=True)(Bogus))
+    assert "bogus" not in METHODS
 
 
 def test_builtin_entries_and_modes():
     assert {"ce", "gce", "elr", "turn"} <= set(METHODS.names())
     assert METHODS.entry("turn").meta["modes"] == ("lp-fft",)
-    assert set(METHODS.entry("gce").meta["modes"]) == {"fft", "lp"}
+    assert set(METHODS.entry("gce").meta["modes"]) == {"fft", "lp", "lp-fft"}
+    assert METHODS.entry("dividemix").meta["label"] == "DMix"
+    assert METHODS.entry("dividemix").meta["distribution"] == "nlbench"
     assert "efficientnet_lite0" in BACKBONES
     assert BACKBONES.entry("efficientnet_lite0").meta["feature_dim"] == 1280
     assert {"sym", "asym", "inst"} <= set(NOISE.names())

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
+from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
 from nlbench.errors import ConfigError
 from nlbench.grids import expand, load_grid
@@ -93,8 +93,9 @@ def test_lp_run_selects_class_uniform_sets_before_each_network(write_grid, tmp_p
 
 
 def test_fft_run_with_projection_head(tmp_path):
-    trainer = tiny_trainer(tmp_path, noise="asym", rate=0.4)
-    fit = build_method("unicon", "fft", {"warmup_epochs": 1, "projection_dim": 4}).run(trainer, "fft")
+    ctx = tiny_context(tmp_path, "fft", noise="asym", rate=0.4)
+    trainer = ctx.engine
+    fit = build_method("unicon", "fft", {"warmup_epochs": 1, "projection_dim": 4}).run(ctx)
     n = trainer.num_train
     assert trainer.counters["backbones_built"] == 2
     assert all(net.projection[0].out_features == 4 for net in fit.model)
