@@ -16,7 +16,7 @@ from nlbench.train import Fit, per_sample_ce
 
 
 @register_method("turn", modes=("lp-fft",), label="TURN", order=70, paper_name="TURN",
-                 source="Ahn, Kim, Ko & Yun, IJCAI 2024")
+                 source="Ahn, Kim, Ko & Yun, IJCAI 2024", fft_subset="clean")
 @dataclass(frozen=True)
 class TURN(Method):
     """TURN: GCE linear probe picks a class-balanced clean subset, then FFT on it with CE.

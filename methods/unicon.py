@@ -28,7 +28,9 @@ REF_EPOCHS, REF_WARMUP, REF_RAMPUP = 350, 30, 16
 
 
 @register_method("unicon", modes=("fft", "lp"), label="UNC", order=50, paper_name="UNICON",
-                 source="Karim et al., CVPR 2022; github.com/nazmul-karim170/UNICON-Noisy-Label")
+                 source="Karim et al., CVPR 2022; github.com/nazmul-karim170/UNICON-Noisy-Label",
+                 # DivideMix's passes plus two contrastive views of the unlabelled batch: ≈ 2 networks × 3.5.
+                 fft_passes=7.0)
 @dataclass(frozen=True)
 class UNICON(Method):
     """UNICON: JSD-based class-uniform clean selection, then MixMatch plus a contrastive loss.

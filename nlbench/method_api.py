@@ -173,22 +173,30 @@ def check_method_class(name: str, cls: Any, modes: tuple[str, ...]) -> None:
 
 
 def register_method(name: str, *, modes: tuple[str, ...], label: str, order: int = 1000,
-                    paper_name: str | None = None, source: str = "", description: str | None = None
-                    ) -> Callable[[type], type]:
+                    paper_name: str | None = None, source: str = "", description: str | None = None,
+                    fft_passes: float = 1.0, fft_subset: str = "all") -> Callable[[type], type]:
     """Register a method class under ``name``, checking its interface.
 
     modes: the tuning modes it supports ('fft', 'lp', 'lp-fft'); label: its row name in tables ('DMix');
-    order: where its rows sort (the built-ins use 10..90); paper_name: its name in the paper's result
+    order: where its rows sort (the built-ins use 10..150); paper_name: its name in the paper's result
     tables, for ``nlbench table --paper`` (None: the paper has no such row); source: the paper or code its
     defaults come from, shown by ``nlbench list methods``.
+
+    For the dry run's GPU-hour estimate (nlbench.costs): fft_passes, the backbone training passes per
+    training image and fine-tuning epoch relative to plain CE (2 for two networks; more where a step
+    forwards several views); fft_subset, what the fine-tuning epochs run over: 'all' the training set or
+    'clean' the expected clean share (TURN's selected subset).
     """
+    if fft_subset not in ("all", "clean"):
+        raise MethodInterfaceError(f"method {name!r}: fft_subset {fft_subset!r}; expected one of: all, clean")
     if not isinstance(label, str) or not label.strip():
         raise MethodInterfaceError(f"method {name!r}: label must be a non-empty string; got {label!r}")
 
     def decorator(cls: type) -> type:
         check_method_class(name, cls, tuple(modes))
         METHODS.add(name, cls, description=description, modes=tuple(modes), label=label, order=int(order),
-                    paper_name=paper_name, source=source, file=_file_of(cls))
+                    paper_name=paper_name, source=source, file=_file_of(cls), fft_passes=float(fft_passes),
+                    fft_subset=fft_subset)
         return cls
 
     return decorator
