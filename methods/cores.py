@@ -74,7 +74,7 @@ class CORESLoss:
         self.initial_prior = class_prior(self.labels, num_classes)
         self.prior = torch.as_tensor(self.initial_prior, dtype=torch.float32)
         self.epoch, self.seen = 0, 0
-        self.kept = np.zeros(len(self.labels), dtype=bool)
+        self.kept = torch.zeros(len(self.labels), dtype=torch.bool)  # on the logits' device: no sync per step
 
     def code_epoch(self, epoch: int) -> int:
         return epoch * self.code_epochs // self.epochs
@@ -96,7 +96,9 @@ class CORESLoss:
         loss = (weights * regularised).sum() / weights.sum().clamp(min=1.0)
         if self.scale_lr:  # reference phase1.py adjust_learning_rate: lr / (1 + β)
             loss = loss / (1.0 + beta)
-        self.kept[index.cpu().numpy()] = keep.cpu().numpy()
+        if self.kept.device != logits.device:
+            self.kept = self.kept.to(logits.device)
+        self.kept[index] = keep
         self.seen += len(index)
         if self.seen > len(self.labels):
             raise RuntimeError(f"CORES saw {self.seen} samples in an epoch of {len(self.labels)}: its criterion "
@@ -106,7 +108,7 @@ class CORESLoss:
         return loss
 
     def close_epoch(self) -> None:
-        kept = self.kept.copy()
+        kept = self.kept.cpu().numpy()
         if self.on_epoch_end is not None:
             self.on_epoch_end(kept, self.epoch)
         # Reference phase1.py: prior·N − (sieved-out count per noisy class), renormalised.
@@ -118,12 +120,12 @@ class CORESLoss:
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "seen": self.seen, "prior": self.prior.clone(),
-                "kept": torch.from_numpy(self.kept.copy())}
+                "kept": self.kept.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.seen = int(state["epoch"]), int(state["seen"])
         self.prior = state["prior"].detach().cpu().float()
-        self.kept = state["kept"].cpu().numpy().astype(bool)
+        self.kept = state["kept"].bool()
 
 
 @register_method("cores", modes=("fft", "lp", "lp-fft"), label="CORES2", order=150,
