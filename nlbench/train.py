@@ -174,6 +174,14 @@ class Criterion(Protocol):
         ...
 
 
+def criterion_after_step(criterion: Criterion) -> None:
+    """Let a criterion that owns trainable per-sample parameters (SOP's u, v) step its own optimiser: called
+    once after every optimiser step of the model, with the gradients of the same backward pass."""
+    after_step = getattr(criterion, "after_step", None)
+    if after_step is not None:
+        after_step()
+
+
 @dataclass
 class Fit:
     """Outcome of one training phase. history: one dict per epoch (train_loss, val_acc, test_acc;
@@ -442,6 +450,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                criterion_after_step(criterion)
                 sched.step()
                 # On the device (as in fine_tune): no wait for the GPU each step.
                 total, count = total + loss.detach().double() * len(batch), count + len(batch)
@@ -552,6 +561,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                criterion_after_step(criterion)
                 sched.step()
                 self.counters["backbone_forward_images"] += len(ids)
                 self.counters["backbone_backward_images"] += len(ids)
