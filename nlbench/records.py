@@ -143,6 +143,8 @@ class Record:
         if not isinstance(data, dict):
             raise RecordError(f"{where}: expected a JSON object; got {type(data).__name__}")
         version = data.get("schema_version", 1)
+        if type(version) is not int:  # true == 1 in Python, but true is no version
+            raise RecordError(f"{where}: field schema_version = {version!r}: expected an integer")
         if version == 1:
             data = migrate_v1(data, where)
         elif version != SCHEMA_VERSION:

@@ -227,6 +227,7 @@ def test_v1_record_whose_copies_disagree_is_damaged(write_grid):
     (lambda d: d.update(schema_version=3),
      "schema_version 3; this nlbench reads versions 1 to 2 (a newer nlbench wrote it?)"),
     (lambda d: d.update(colour="red"), "unknown field colour"),
+    (lambda d: d.update(schema_version=True), "field schema_version = True: expected an integer"),
 ])
 def test_damaged_record_is_one_line_naming_file_and_field(write_grid, tmp_path, damage, message):
     grid = write_grid()
