@@ -20,7 +20,6 @@ Prints markdown tables.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from scipy.stats import truncnorm
 from nlbench.datasets import load_dataset
 from nlbench.methods.gce import GCELoss
 from nlbench.noise import apply_noise, flip_distribution, instance_inputs
+from nlbench.records import read_record
 from nlbench.selection import (
     JSD_BASES,
     gmm_select,
@@ -208,7 +208,7 @@ def tabulate_turn_cells(runs: Path) -> None:
     print("| cell | EM iterations per class | clean candidates | D_clean | precision | recall | test acc. |")
     print("|---|---|---|---|---|---|---|")
     for path in sorted(runs.rglob("records/*.json")):
-        record = json.loads(path.read_text())
+        record = read_record(path).to_dict()  # through the record schema (older records migrated)
         extra, (sel,) = record["extra"], record["selection"]
         iters = ", ".join(str(f["n_iter"]) for f in extra["gmm_fits"])
         print(f"| {path.stem} | {iters} | {extra['clean_candidates']:,} | {sel['size']:,} | {sel['precision']:.1f} % "

@@ -56,16 +56,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def _check_audit_args(args: argparse.Namespace) -> tuple[dict, dict]:
     """(dataset options, noise options), every argument checked before anything is drawn or written."""
-    import math
-
-    from nlbench.grid_schema import check, dataset_options_model
+    from nlbench.grid_schema import check, check_rate, dataset_options_model
     from nlbench.registry import DATASETS, NOISE
     from nlbench.validate import check_output_folder
 
     DATASETS.entry(args.dataset)
     NOISE.entry(args.noise)
-    if not math.isfinite(args.rate) or not 0.0 <= args.rate <= 1.0:
-        raise ConfigError(f"--rate {args.rate:g} is outside [0, 1]")
+    check_rate(args.rate, f"--rate {args.rate:g}")
     dataset_options = _parse_options(args.dataset_option, "--dataset-option")
     check(dataset_options_model(args.dataset), dataset_options, f"--dataset-option of {args.dataset!r}",
           f"dataset {args.dataset!r} has no option(s) {{names}}; expected: {{expected}}")

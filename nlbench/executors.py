@@ -34,6 +34,7 @@ import tomllib
 
 from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec, Grid
+from nlbench.records import read_record
 
 EXECUTORS = ("local", "slurm", "debug")
 
@@ -347,12 +348,14 @@ def epoch_estimate(spec: CellSpec, results: Path, *, gpu: bool) -> EpochEstimate
     best: EpochEstimate | None = None
     for path in sorted(Path(results).glob(f"*/records/{prefix}*.json")):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
+            record = read_record(path)
+        except ConfigError:  # unreadable or damaged: no estimate from it (run and table name it)
             continue
-        train = record.get("config", {}).get("train", {})
-        seconds = record.get("cost", {}).get("fft_epoch_s") or []
-        if not seconds or (record.get("env", {}).get("cuda") is not None) != gpu:
+        if record is None:
+            continue
+        train = record.config.get("train", {})
+        seconds = record.cost.fft_epoch_s
+        if not seconds or (record.env.get("cuda") is not None) != gpu:
             continue
         if any(train.get(k) != spec.train.get(k) for k in ("input_size", "fft_batch_size")):
             continue

@@ -15,6 +15,7 @@ and ``nlbench.validate``, which call the registries and the noise models' code.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import typing
 from dataclasses import MISSING, fields
@@ -79,6 +80,15 @@ class NoiseEntry(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
     model: NonEmpty
     rate: float | None = None  # required but for model "none" (real noise: labels as given)
+
+
+def check_rate(rate: float, what: str) -> float:
+    """The one range check of a nominal noise rate (a grid's noise entry, ``noise audit --rate``): a finite
+    number in [0, 1]. Its type is the caller's schema's (strict float); what a rate means to one noise model
+    (asym ≥ 0.5 without ``force``) is that model's own check."""
+    if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+        raise ConfigError(f"{what} is outside [0, 1]")
+    return float(rate)
 
 
 class GridTable(BaseModel):
@@ -243,8 +253,8 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
         entry = check(NoiseEntry, n, f"{where}: noise entry {_describe(n)}")
         if entry.rate is None and entry.model != "none":
             raise ConfigError(f"{where}: noise entry {_describe(n)} has no rate; expected rate = a number in [0, 1]")
-        if entry.rate is not None and not 0.0 <= entry.rate <= 1.0:
-            raise ConfigError(f"noise rate {entry.rate!r} of {entry.model!r} is outside [0, 1]")
+        if entry.rate is not None:
+            check_rate(entry.rate, f"noise rate {entry.rate!r} of {entry.model!r}")
         item = dict(n)
         if "mapping_file" in item:
             if not isinstance(item["mapping_file"], str) or not item["mapping_file"]:

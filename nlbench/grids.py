@@ -224,10 +224,8 @@ def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
     resolved_noise = []
     for n in noises:
         n = dict(n)
-        model, rate = n.pop("model", None), n.pop("rate", 0.0)
+        model, rate = n.pop("model", None), n.pop("rate", 0.0)  # rate: range-checked by check_grid_table
         NOISE.entry(model or "")
-        if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
-            raise ConfigError(f"noise rate {rate!r} of {model!r} is outside [0, 1]")
         resolved_noise.append((model, float(rate), n))
     resolved_methods = []
     for m in methods:

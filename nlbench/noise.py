@@ -114,17 +114,14 @@ def apply_noise(
     dataset: str | None = None,
     **options: object,
 ) -> NoisyLabels:
-    """Corrupt ``clean`` (N,) int labels with the registered noise ``model`` at ``rate`` ∈ [0, 1].
+    """Corrupt ``clean`` (N,) int labels with the registered noise ``model`` at ``rate`` ∈ [0, 1] (a rate
+    from a grid or ``noise audit`` is checked by ``grid_schema.check_rate``; this library call trusts it).
 
     ``inputs`` (N, ...) is needed by instance-dependent noise only (images (N, H, W, C) or features
     (N, D)); ``dataset`` (a registered dataset name) selects the class mapping of asymmetric noise;
     ``options`` are the model's own keyword arguments (``convention`` among them).
     """
-    fn = NOISE.get(model)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)):
-        raise ConfigError(f"noise rate must be a number in [0, 1]; got {rate!r}")
-    if not 0.0 <= float(rate) <= 1.0:
-        raise ConfigError(f"noise rate {rate!r} is outside [0, 1]")
+    fn = NOISE.get(model)  # the rate's type and range: checked once, by the grid schema (check_rate)
     clean = np.asarray(clean)
     if clean.ndim != 1 or (clean.size and not np.issubdtype(clean.dtype, np.integer)):
         raise ConfigError(f"clean labels must be a 1-d integer array; got shape {clean.shape}, dtype {clean.dtype}")

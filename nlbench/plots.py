@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlbench.tables import METRICS, _row_key, _setting, records_frame, row_label
+from nlbench.tables import METRICS, _row_key, records_frame, row_label, setting_labels, setting_order
 
 
 def leaderboard_bars(records: list[dict], path: str | Path, *, metric: str = "test_acc_best") -> Path:
@@ -16,29 +16,29 @@ def leaderboard_bars(records: list[dict], path: str | Path, *, metric: str = "te
     import matplotlib.pyplot as plt
 
     df = records_frame(records, metric)
-    df = df.assign(setting=[_setting(n, r) for n, r in zip(df["noise"], df["rate"], strict=True)],
-                   row=[row_label(m, k) for m, k in zip(df["mode"], df["method"], strict=True)])
+    df = df.assign(row=[row_label(m, k) for m, k in zip(df["mode"], df["method"], strict=True)])
     rows = [row_label(m, k)
             for m, k in sorted({(m, k) for m, k in zip(df["mode"], df["method"], strict=True)},
                                key=lambda t: _row_key(*t))]
     backbones = list(dict.fromkeys(df["backbone"]))
-    settings = list(dict.fromkeys(df["setting"]))
+    settings = setting_order(zip(df["noise"], df["rate"], strict=True))  # bars grouped by the numbers
+    labels = setting_labels(settings)
     size = (max(6.0, 0.4 * len(settings) * len(rows)), 3.6 * len(backbones))
     fig, axes = plt.subplots(len(backbones), 1, figsize=size, squeeze=False)
     width = 0.8 / max(1, len(rows))
     cmap = plt.get_cmap("tab10")
     for ax, backbone in zip(axes[:, 0], backbones, strict=True):
         sub = df[df["backbone"] == backbone]
-        stats = sub.groupby(["row", "setting"])["value"].agg(["mean", "std"])
+        stats = sub.groupby(["row", "noise", "rate"])["value"].agg(["mean", "std"])
         for i, row in enumerate(rows):
             xs, means, stds = [], [], []
             for j, setting in enumerate(settings):
-                if (row, setting) in stats.index:
+                if (row, *setting) in stats.index:
                     xs.append(j + (i - (len(rows) - 1) / 2) * width)
-                    means.append(stats.loc[(row, setting), "mean"])
-                    stds.append(stats.loc[(row, setting), "std"])
+                    means.append(stats.loc[(row, *setting), "mean"])
+                    stds.append(stats.loc[(row, *setting), "std"])
             ax.bar(xs, means, width, yerr=[0 if s != s else s for s in stds], label=row, color=cmap(i % 10))
-        ax.set_xticks(range(len(settings)), settings)
+        ax.set_xticks(range(len(settings)), [labels[s] for s in settings])
         ax.set_title(backbone)
         ax.set_ylabel(METRICS[metric])
         ax.grid(axis="y", alpha=0.3)

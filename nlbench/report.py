@@ -23,7 +23,16 @@ import pandas as pd
 from nlbench import report_figures as figs
 from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
-from nlbench.tables import NOISE_ORDER, _row_key, _setting, method_key, paper_results, paper_value, row_label
+from nlbench.tables import (
+    NOISE_ORDER,
+    _row_key,
+    method_key,
+    nominal_rate,
+    paper_results,
+    paper_value,
+    row_label,
+    setting_label,
+)
 
 DELTA_SCALE = 10.0  # accuracy points at which a delta's colour saturates
 MEMORISATION_SCALE = 20.0
@@ -64,8 +73,8 @@ def report_frame(records: list[dict]) -> pd.DataFrame:
         key = method_key(r)
         rows.append({
             "mode": r["mode"], "method": key, "row": row_label(r["mode"], key), "dataset": r["dataset"],
-            "backbone": r["backbone"], "noise": r["noise"], "rate": float(r["rate"]),
-            "setting": _setting(r["noise"], float(r["rate"])), "seed": r["seed"],
+            "backbone": r["backbone"], "noise": r["noise"], "rate": nominal_rate(r["noise"], r["rate"]),
+            "setting": setting_label(r["noise"], r["rate"]), "seed": r["seed"],
             "best": _number(r.get("test_acc_best")), "last": _number(r.get("test_acc_last")),
             "wall_s": _number((r.get("cost") or {}).get("wall_s")), "record": r,
         })

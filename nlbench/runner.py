@@ -37,7 +37,7 @@ from nlbench.locks import claim_cell
 from nlbench.methods import CellContext, DatasetFacts, NominalNoise, build_method
 from nlbench.noise import NoisyLabels
 from nlbench.progress import GridProgress
-from nlbench.records import is_done, record_path, records_dir, write_record
+from nlbench.records import Cost, NoiseAudit, Record, cell_fields, is_done, record_path, records_dir, write_record
 from nlbench.train import TrainConfig, Trainer, determinism
 from nlbench.transforms import BatchTransform
 
@@ -169,47 +169,39 @@ def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress
     if dataset.train.labels is not None:
         is_noisy = np.asarray(train_labels) != dataset.train.labels
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    record = {
-        "status": "done",
-        "cell_id": spec.cell_id,
-        "config_hash": spec.config_hash,
-        "config": spec.as_dict(),
-        **{k: getattr(spec, k) for k in ("grid", "dataset", "backbone", "noise", "rate", "method", "mode", "seed")},
-        "method_tag": spec.method_tag,
-        "test_acc_best": fit.test_acc_best,
-        "test_acc_last": fit.test_acc_last,
-        "extra_test_acc_best": fit.extra_test_acc_best,
-        "extra_test_acc_last": fit.extra_test_acc_last,
-        "val_acc_best": fit.val_acc_best,
-        "best_epoch": fit.best_epoch,
-        "val_labels": spec.val_labels,
-        "history": fit.history,
-        "extra": fit.extra,
-        "noise_audit": None if is_noisy is None else {
-            "model": spec.noise,
-            "convention": noise.convention if noise else "real",
-            "nominal_rate": spec.rate,
-            "realized_rate": round(float(is_noisy.mean()), 6),
-            "labels_sha256": noise.digest if noise else None,  # of train + val labels, as saved
-            "transition": None if noise is None else np.round(noise.transition[: dataset.num_classes], 6),
-        },
-        "selection": selection_scores(trainer.selections, is_noisy),
-        "cost": {
-            "wall_s": round(time.perf_counter() - start, 3),
-            "peak_rss_mb": round(peak_mb, 1),
-            "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
-            "feature_cache": trainer.cache_events,
-            **trainer.counters,
+    record = Record(
+        **cell_fields(spec),
+        test_acc_best=fit.test_acc_best,
+        test_acc_last=fit.test_acc_last,
+        extra_test_acc_best=fit.extra_test_acc_best,
+        extra_test_acc_last=fit.extra_test_acc_last,
+        val_acc_best=fit.val_acc_best,
+        best_epoch=fit.best_epoch,
+        history=fit.history,
+        extra=fit.extra,
+        noise_audit=None if is_noisy is None else NoiseAudit(  # the nominal model and rate: the record's own
+            convention=noise.convention if noise else "real",
+            realized_rate=round(float(is_noisy.mean()), 6),
+            labels_sha256=noise.digest if noise else None,  # of train + val labels, as saved
+            transition=None if noise is None else np.round(noise.transition[: dataset.num_classes], 6),
+        ),
+        selection=selection_scores(trainer.selections, is_noisy),
+        cost=Cost(
+            wall_s=round(time.perf_counter() - start, 3),
+            peak_rss_mb=round(peak_mb, 1),
+            peak_cuda_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
+            feature_cache=trainer.cache_events,
+            counters=dict(trainer.counters),
             # Per-epoch fine-tuning seconds (the SLURM time-limit check reads them) and resume points.
-            "fft_epoch_s": trainer.fft_epoch_seconds or [],
-            "resumed_from": trainer.resumed_from or [],
-        },
-        "env": environment(),
-        "determinism": determinism_settings,
-    }
+            fft_epoch_s=trainer.fft_epoch_seconds or [],
+            resumed_from=trainer.resumed_from or [],
+        ),
+        env=environment(),
+        determinism=determinism_settings,
+    )
     write_record(record_path(Path(results), spec), record)
     remove_checkpoints(results, spec)  # only once the record is safely on disk
-    return record
+    return record.to_dict()
 
 
 def summary_line(record: dict) -> str:
@@ -302,7 +294,7 @@ def _run_debug(grid: Grid, todo: list[CellSpec], *, results: Path, cache: Path,
     for group, job in zip(groups, jobs, strict=True):
         log(f"debug job {job.job_id}: {group.label}")
         job.result()  # runs the job here; submitit's DebugJob opens pdb on an exception
-    return [r for c in todo if (r := read_record(record_path(results, c))) is not None]
+    return [r.to_dict() for c in todo if (r := read_record(record_path(results, c))) is not None]
 
 
 @dataclass

@@ -81,14 +81,33 @@ def records_frame(records: list[dict], metric: str) -> pd.DataFrame:
         raise ConfigError(f"unknown metric {metric!r}; expected one of: {', '.join(METRICS)}")
     rows = [{
         "mode": r["mode"], "method": method_key(r), "backbone": r["backbone"], "dataset": r["dataset"],
-        "noise": r["noise"], "rate": r["rate"], "seed": r["seed"], "value": _metric(r, metric),
-        "last": _metric(r, "test_acc_last"), "realized": _metric(r, "realized_rate"),
+        "noise": r["noise"], "rate": nominal_rate(r["noise"], r["rate"]), "seed": r["seed"],
+        "value": _metric(r, metric), "last": _metric(r, "test_acc_last"), "realized": _metric(r, "realized_rate"),
     } for r in records]
     return pd.DataFrame(rows)
 
 
-def _setting(noise: str, rate: float) -> str:
+def nominal_rate(noise: str, rate: float) -> float:
+    """A record's nominal rate as tables group it: real noise (model 'none') has none, so every rate a grid
+    gave it falls in one column."""
+    return 0.0 if noise == "none" else float(rate)
+
+
+def setting_label(noise: str, rate: float) -> str:
+    """How a (noise, rate) column is shown; tables group and sort by the numbers, never by this text."""
     return "real" if noise == "none" else f"{noise} {rate:g}"
+
+
+def setting_order(settings) -> list[tuple[str, float]]:
+    """(noise, rate) pairs in the paper's order: sym, asym, inst, real, then other models; rates ascending."""
+    return sorted(set(settings), key=lambda s: (NOISE_ORDER.index(s[0]) if s[0] in NOISE_ORDER else 9, s[0], s[1]))
+
+
+def setting_labels(settings: list[tuple[str, float]]) -> dict[tuple[str, float], str]:
+    """Display labels of distinct settings; two rates that ``:g`` would print alike get their exact value."""
+    labels = {s: setting_label(*s) for s in settings}
+    shown = [labels[s] for s in settings]
+    return {s: (f"{s[0]} {s[1]!r}" if shown.count(labels[s]) > 1 else labels[s]) for s in settings}
 
 
 def _fmt(mean: float, std: float, n: int, fmt: str, bold: bool) -> str:
@@ -109,35 +128,35 @@ def _row_key(mode: str, method: str) -> tuple[int, int, str]:
 
 
 def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realized: bool = False) -> pd.DataFrame:
-    """Rows (mode, method), columns (backbone, setting); mean ± std over seeds, best in bold."""
-    df = df.assign(setting=[_setting(n, r) for n, r in zip(df["noise"], df["rate"], strict=True)])
-    stats = df.groupby(["mode", "method", "backbone", "setting"])["value"].agg(["mean", "std", "count"])
+    """Rows (mode, method), columns (backbone, noise setting); mean ± std over seeds, best in bold. Cells
+    are grouped by the numeric (noise, rate) columns; labels are made for display only."""
+    cell = ["mode", "method", "backbone", "noise", "rate"]
+    stats = df.groupby(cell)["value"].agg(["mean", "std", "count"])
     backbones = list(dict.fromkeys(df["backbone"]))
-    settings = sorted(dict.fromkeys(df["setting"]),
-                      key=lambda s: (NOISE_ORDER.index(s.split()[0]) if s.split()[0] in NOISE_ORDER else 9, s))
+    settings = setting_order(zip(df["noise"], df["rate"], strict=True))
+    labels = setting_labels(settings)
     rows = sorted({(m, k) for m, k in zip(df["mode"], df["method"], strict=True)}, key=lambda t: _row_key(*t))
-    realized_by = df.groupby(["backbone", "setting"])["realized"].mean()
-    paper_by = (df.groupby(["mode", "method", "backbone", "setting"])["paper"].first() if "paper" in df
-                else pd.Series(dtype=float))
+    realized_by = df.groupby(["backbone", "noise", "rate"])["realized"].mean()
+    paper_by = df.groupby(cell)["paper"].first() if "paper" in df else pd.Series(dtype=float)
     columns = []
     for b in backbones:
         for s in settings:
-            label = s
-            if realized and (b, s) in realized_by.index and not math.isnan(realized_by[(b, s)]):
-                label = f"{s} (realized {realized_by[(b, s)]:.2f})"
+            label = labels[s]
+            if realized and (b, *s) in realized_by.index and not math.isnan(realized_by[(b, *s)]):
+                label = f"{label} (realized {realized_by[(b, *s)]:.2f})"
             columns.append((b, s, label))
     table = {}
     for b, s, label in columns:
-        means = {r: stats.loc[(*r, b, s), "mean"] if (*r, b, s) in stats.index else math.nan for r in rows}
+        means = {r: stats.loc[(*r, b, *s), "mean"] if (*r, b, *s) in stats.index else math.nan for r in rows}
         finite = [v for v in means.values() if not math.isnan(v)]
         best = (max(finite) if higher_is_better else min(finite)) if finite else math.nan
         col = []
         for r in rows:
-            if (*r, b, s) in stats.index:
-                st = stats.loc[(*r, b, s)]
+            if (*r, b, *s) in stats.index:
+                st = stats.loc[(*r, b, *s)]
                 text = _fmt(st["mean"], st["std"], int(st["count"]), fmt, bold=bool(np.isclose(st["mean"], best)))
-                if (*r, b, s) in paper_by.index and not math.isnan(paper_by[(*r, b, s)]):
-                    text += f" ({paper_by[(*r, b, s)]:.2f})"
+                if (*r, b, *s) in paper_by.index and not math.isnan(paper_by[(*r, b, *s)]):
+                    text += f" ({paper_by[(*r, b, *s)]:.2f})"
                 col.append(text)
             else:
                 col.append(MISSING)

@@ -13,7 +13,7 @@ import numpy as np
 
 from nlbench.distortion import SavedTestFeatures, finetuned_features_path, save_test_features
 from nlbench.grids import expand, load_grid
-from nlbench.records import record_path, write_record
+from nlbench.records import Cost, NoiseAudit, Record, cell_fields, record_path, write_record
 
 NUM_CLASSES = 10
 
@@ -31,7 +31,7 @@ def _history(epochs: int, curve: np.ndarray, rng: np.random.Generator) -> list[d
     return history
 
 
-def make_record(spec, rng: np.random.Generator) -> dict:
+def make_record(spec, rng: np.random.Generator) -> Record:
     epochs = {"fft": 6, "lp": 12, "lp-fft": 4}[spec.mode]
     top = {"ce": 70.0, "gce": 74.0, "elr": 78.0, "dividemix": 80.0, "turn": 84.0}.get(spec.method, 72.0)
     top -= 30 * spec.rate + rng.normal(0, 1.0)
@@ -51,20 +51,19 @@ def make_record(spec, rng: np.random.Generator) -> dict:
     transition = np.full((NUM_CLASSES, NUM_CLASSES), spec.rate / NUM_CLASSES)
     transition[np.diag_indices(NUM_CLASSES)] += 1 - spec.rate
     wall = {"fft": 60.0, "lp": 5.0, "lp-fft": 40.0}[spec.mode] * (1.5 if spec.method == "dividemix" else 1.0)
-    return {
-        "status": "done", "cell_id": spec.cell_id, "config_hash": spec.config_hash, "config": spec.as_dict(),
-        **{k: getattr(spec, k) for k in ("grid", "dataset", "backbone", "noise", "rate", "method", "mode", "seed")},
-        "method_tag": spec.method_tag, "test_acc_best": best_test, "test_acc_last": history[-1]["test_acc"],
-        "extra_test_acc_best": {}, "extra_test_acc_last": {}, "val_acc_best": history[best]["val_acc"],
-        "best_epoch": best, "val_labels": "noisy", "history": history, "extra": {},
-        "noise_audit": {"model": spec.noise, "convention": "reference", "nominal_rate": spec.rate,
-                        "realized_rate": spec.rate * 0.9, "labels_sha256": "0" * 64, "transition": transition},
-        "selection": selection,
-        "cost": {"wall_s": wall + rng.uniform(0, 1), "peak_rss_mb": 900.0, "peak_cuda_mb": None,
-                 "feature_cache": {}, "backbone_forward_images": 1000, "backbone_backward_images": 500,
-                 "backbones_built": 1, "fft_epoch_s": [], "resumed_from": []},
-        "env": {"python": "3.11", "platform": "test", "versions": {}, "git_commit": "abc123", "cuda": None},
-    }
+    return Record(
+        **cell_fields(spec), test_acc_best=best_test, test_acc_last=history[-1]["test_acc"],
+        extra_test_acc_best={}, extra_test_acc_last={}, val_acc_best=history[best]["val_acc"], best_epoch=best,
+        history=history, extra={},
+        noise_audit=NoiseAudit(convention="reference", realized_rate=spec.rate * 0.9, labels_sha256="0" * 64,
+                               transition=transition),
+        selection=selection,
+        cost=Cost(wall_s=wall + rng.uniform(0, 1), peak_rss_mb=900.0, peak_cuda_mb=None, feature_cache={},
+                  counters={"backbone_forward_images": 1000, "backbone_backward_images": 500, "backbones_built": 1},
+                  fft_epoch_s=[], resumed_from=[]),
+        env={"python": "3.11", "platform": "test", "versions": {}, "git_commit": "abc123", "cuda": None},
+        determinism=None,
+    )
 
 
 def fake_features(spec, rng: np.random.Generator, n: int = 100, dim: int = 16) -> SavedTestFeatures:
@@ -84,5 +83,5 @@ def write_records(grid_path: str | Path, results: Path, *, features: bool = True
         write_record(record_path(results, spec), record)
         if features and spec.mode in ("fft", "lp-fft"):
             save_test_features(finetuned_features_path(results, spec), fake_features(spec, rng))
-        records.append(record)
+        records.append(record.to_dict())
     return records

@@ -16,7 +16,9 @@ import pytest
 import torch
 from _gridfile import VALID, assert_one_error_line, cli, tree, write_toml
 
-from nlbench.grids import expand, load_grid
+from nlbench.errors import ConfigError
+from nlbench.grid_schema import check_rate
+from nlbench.grids import Grid, expand, load_grid
 
 
 def grid(**changes) -> dict:
@@ -277,3 +279,31 @@ def test_valid_grids_shipped_with_nlbench_pass_the_schema():
     for name in grid_files():
         assert expand(load_grid(name)), name
 
+
+
+# ------------------------------------------------------- the noise rate: one range check, in the schema
+@pytest.mark.parametrize("rate", [0.0, 0.25, 1.0, 1])
+def test_rates_in_the_closed_unit_interval_pass(rate):
+    assert check_rate(rate, "r") == float(rate)
+
+
+@pytest.mark.parametrize("rate", [-1e-9, 1.0000001, math.inf, -math.inf, math.nan])
+def test_rates_outside_the_unit_interval_are_one_line(rate, tmp_path):
+    with pytest.raises(ConfigError, match=r"^x is outside \[0, 1\]$"):
+        check_rate(rate, "x")
+    code, out, err = dry_run(tmp_path, grid(noise=[{"model": "sym", "rate": rate}]))
+    assert_one_error_line(code, err, "rate")
+    assert tree(tmp_path / "res") == []
+
+
+def test_a_grid_built_in_code_gets_the_same_rate_check():
+    raw = {**copy.deepcopy(VALID), "noise": [{"model": "sym", "rate": 1.5}]}
+    with pytest.raises(ConfigError, match=r"^noise rate 1.5 of 'sym' is outside \[0, 1\]$"):
+        expand(Grid(name="g", description="", layout="table1", raw=raw, source="code"))
+
+
+def test_the_rate_range_is_checked_in_one_place_only():
+    # grids.expand, noise.apply_noise and `noise audit --rate` each checked it once; now the schema does.
+    package = Path(__file__).parent.parent / "nlbench"
+    checks = [p.name for p in package.rglob("*.py") if "is outside [0, 1]" in p.read_text()]
+    assert checks == ["grid_schema.py"]

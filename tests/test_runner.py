@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from _records import record_of
 
 from nlbench.cli import main
 from nlbench.errors import ConfigError
@@ -159,9 +160,8 @@ def test_time_limit_shorter_than_a_measured_epoch_is_refused(tmp_path: Path, cap
     cells = expand(load_grid("quickstart_slurm"))
     fft = cells[2]
     # A finished record of this FFT cell whose epoch took 15 minutes on the CPU (the real record format).
-    write_record(record_path(tmp_path, fft), {"status": "done", "cell_id": fft.cell_id, "config_hash": "other",
-                                              "config": fft.as_dict(), "env": {"cuda": None},
-                                              "cost": {"fft_epoch_s": [610.0, 900.0]}})
+    record = record_of(fft, config_hash="other", env={"cuda": None})
+    write_record(record_path(tmp_path, fft), replace(record, cost=replace(record.cost, fft_epoch_s=[610.0, 900.0])))
     groups = group_cells(cells)
     with pytest.raises(ConfigError, match=r"time limit 10 min leaves 9.0 min.*estimated at 15.0 min.*--slurm-time 18"):
         check_time_limit(groups, SlurmOptions(time_min=10, signal_delay_s=60), tmp_path)
@@ -197,8 +197,7 @@ def _write_records(args: tuple[str, int, int]) -> None:
     for i in range(count):
         # Half the writes go to one shared cell (the same record written twice), half to the writer's own.
         target = replace(spec, seed=1000) if i % 2 else replace(spec, seed=writer * count + i)
-        record = {"status": "done", "cell_id": target.cell_id, "config_hash": target.config_hash,
-                  "writer": writer, "i": i, "payload": [writer] * 20000}
+        record = record_of(target, extra={"writer": writer, "i": i, "payload": [writer] * 20000})
         write_record(record_path(Path(results), target), record)
 
 
@@ -235,7 +234,7 @@ def test_many_processes_writing_records_lose_or_tear_none(tmp_path: Path) -> Non
     assert len(files) == own + 1  # every writer's own cells + the shared one
     for path in files:
         record = read_record(path)
-        assert record is not None and len(record["payload"]) == 20000
+        assert record is not None and len(record.extra["payload"]) == 20000
     assert not list((tmp_path / "g" / "records").glob(".*.tmp"))  # no temporary file left behind
 
 

@@ -75,3 +75,22 @@ def test_paper_numbers_next_to_ours():
     assert "**80.00** (88.45)" in text and "**85.00** (87.57)" in text
     # no paper value for a dataset the paper does not have
     assert "(" not in render(RECORDS, paper=True).split("\n", 2)[2]
+
+
+def test_settings_are_grouped_and_ordered_by_their_numbers():
+    # Rates that sort differently as text ("sym 1e-05" after "sym 0.5") and as numbers; asym after sym.
+    records = [rec("lp", "ce", "asym", 0.2, 0, 10.0), rec("lp", "ce", "sym", 0.5, 0, 20.0),
+               rec("lp", "ce", "sym", 1e-05, 0, 30.0), rec("lp", "ce", "sym", 0.25, 0, 40.0)]
+    header, _, row = render(records).splitlines()
+    labels = [c.strip() for c in header.strip("|").split("|")[1:]]
+    assert labels == ["sym 1e-05", "sym 0.25", "sym 0.5", "asym 0.2"]
+    assert [c.strip() for c in row.strip("|").split("|")[1:]] == ["**30.00**", "**40.00**", "**20.00**", "**10.00**"]
+
+
+def test_rates_that_print_alike_stay_apart_and_real_noise_is_one_column():
+    records = [rec("lp", "ce", "sym", 0.3, 0, 10.0), rec("lp", "ce", "sym", 0.30000001, 0, 20.0),
+               rec("lp", "ce", "none", 0.0, 0, 30.0), rec("lp", "ce", "none", 0.2, 1, 34.0)]
+    header, _, row = render(records).splitlines()
+    assert [c.strip() for c in header.strip("|").split("|")[1:]] == ["sym 0.3", "sym 0.30000001", "real"]
+    # the two real-noise records (any rate a grid gave them) are two seeds of one cell: 32 ± 2.83
+    assert [c.strip() for c in row.strip("|").split("|")[1:]] == ["**10.00**", "**20.00**", "**32.00±2.83**"]
