@@ -199,6 +199,30 @@ class Backbone:
     tag: str | None = None
     weights_files: tuple[str, ...] = ()
 
+    @classmethod
+    def from_facts(cls, name: str, model: nn.Module, *, pretrained: bool, weights: str | None = None,
+                   tag: str | None = None, channels_last: bool = False) -> Backbone:
+        """The ``Backbone`` of registered backbone ``name`` around ``model``, every other field from its
+        declared facts: feature dim, preprocessing of the (resolved) tag, and the weights identity (a local
+        file's digest, the published weights, or 'random'). One forward of a blank image at the declared
+        input size checks that the model gives ``feature_dim`` features (ConfigError naming the file)."""
+        facts = backbone_facts(name)
+        preprocessing = facts.preprocessing_for(tag)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            shape = tuple(model(torch.zeros(1, 3, *preprocessing.input_size)).shape)
+        model.train(was_training)
+        if shape != (1, facts.feature_dim):
+            raise ConfigError(f"backbone {name!r} ({facts.file}) declares feature_dim {facts.feature_dim}, the "
+                              f"model gives features of shape {shape} for one image")
+        weights_id = f"file:{file_digest(weights)}" if weights else facts.published_weights(tag) if pretrained \
+            else "random"
+        return cls(name=name, model=model, feature_dim=facts.feature_dim, input_size=preprocessing.input_size,
+                   mean=preprocessing.mean, std=preprocessing.std, interpolation=preprocessing.interpolation,
+                   weights_id=weights_id, channels_last=channels_last, tag=facts.resolve_tag(tag),
+                   weights_files=(str(weights),) if weights else ())
+
 
 def create_backbone(
     name: str, *, pretrained: bool = True, weights: str | None = None, tag: str | None = None
