@@ -30,10 +30,11 @@ What a grid costs (``estimate_gpu_hours``; ``CostEstimate.format`` prints each a
   assume the expected clean share of the training labels, ``1 − rate`` for synthetic noise, and
   ``1 − REAL_NOISE_RATE[dataset]`` for real noise (noise 'none'). It is an upper bound of the class-balanced set (the
   balanced draw keeps n = min_c |clean_c| per class) as long as the selection is precise.
-* LP and LP-FFT cells share features: one pass per (backbone, tag, weights, dataset, split, view) over
-  the whole grid, at the feature rate: train, val and test at view 0, plus train views 1..K for methods
-  with K cached augmented views (DivideMix and UNICON's ``views``). Training a linear head on cached
-  features takes seconds and is not counted.
+* LP and LP-FFT cells share features: one pass per feature set (``nlbench.identity.feature_group``:
+  backbone, resolved weights, dataset, preprocessing), split and view over the whole grid, at the feature
+  rate: train, val and test at view 0, plus train views 1..K for methods with K cached augmented views
+  (DivideMix and UNICON's ``views``). Training a linear head on cached features takes seconds and is not
+  counted.
 * Inputs at another size than 224 px (``[train] input_size``) scale the cost by the pixel ratio
   (size/224)², a rough rule (small inputs use the GPU less well than that).
 * The train rates are the reference's at batch 128 with AdamW; a cell at another ``fft_batch_size`` is
