@@ -252,3 +252,20 @@ def test_a_backbone_file_written_as_readme_says_is_listed_and_runs(tmp_path, wri
         path.unlink(missing_ok=True)
         for cached in (folder / "__pycache__").glob(f"{name}.*"):
             cached.unlink()
+
+
+@pytest.mark.slow
+def test_a_backbone_file_that_fails_to_import_stops_nlbench(tmp_path):
+    """Every module of backbones/ is imported and its errors propagate: no backbone is silently missing."""
+    folder = Path(nlbench.backbones.__file__).parent
+    if not os.access(folder, os.W_OK):
+        pytest.skip(f"{folder} is not writable (nlbench installed read-only)")
+    path = folder / f"broken_{os.getpid()}_{abs(hash(str(tmp_path))) % 10**8}.py"
+    try:
+        path.write_text('raise RuntimeError("this backbone file is broken")\n')
+        out = subprocess.run([sys.executable, "-m", "nlbench.cli", "list", "backbones"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode != 0
+        assert "this backbone file is broken" in out.stderr and path.name in out.stderr
+    finally:
+        path.unlink(missing_ok=True)
