@@ -24,10 +24,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nlbench.backbones import Backbone, file_digest, load_state_dict_file
+from nlbench.backbones import (
+    Backbone,
+    BackboneCost,
+    Preprocessing,
+    file_digest,
+    load_state_dict_file,
+    register_backbone,
+)
 from nlbench.backbones.hub import hub_file, load_strict, strip_prefix, weights_dir_file
 from nlbench.errors import ConfigError
-from nlbench.registry import register_backbone
 
 MODEL = "ViT-B-16"
 DEFAULT_TAG = "openai"
@@ -101,6 +107,19 @@ def image_tower_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {k: v for k, v in state.items() if k.startswith("visual.") and k != "visual.proj"}
 
 
+def tag_preprocessing(tag: str) -> Preprocessing:
+    """The ``preprocessing`` fact: what ``build_tower`` gives a tag, read from open_clip's configs without
+    building the model (image size of the ``ViT-B-16`` config; mean/std and interpolation of the tag's
+    pretrained config, open_clip's OpenAI defaults where it states none)."""
+    import open_clip
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    _, cfg = tag_config(tag)
+    size = open_clip.get_model_config(MODEL)["vision_cfg"]["image_size"]
+    return Preprocessing(_pair(size), cfg.get("mean") or OPENAI_DATASET_MEAN, cfg.get("std") or OPENAI_DATASET_STD,
+                         cfg.get("interpolation") or "bicubic")
+
+
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
@@ -129,6 +148,10 @@ def build_tower(tag: str, cfg: dict) -> tuple[OpenCLIPImageTower, dict]:
     checkpoint=f"{MODEL} / {DEFAULT_TAG}, image tower (tag selectable)",
     feature_dim=768,
     licence="MIT (openai/CLIP)",
+    default_tag=DEFAULT_TAG,
+    preprocessing=tag_preprocessing,
+    weights=f"open_clip:{MODEL}/{{tag}}",
+    cost=BackboneCost("vit_base_patch16_clip_224", 35.1, 8796, 2425, None, 9.6),  # H100 (docs/performance.md)
     probe_feature="class token after ln_post, before the 768→512 projection (CLIP paper's linear-probe feature)",
 )
 def clip_vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: str | None = None) -> Backbone:

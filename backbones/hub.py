@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nlbench.backbones import backbone_ref
 from nlbench.errors import ConfigError
 
 WEIGHTS_DIR_ENV = "NLBENCH_WEIGHTS_DIR"
@@ -49,19 +50,14 @@ def hf_cache_dir() -> str:
     return constants.HF_HUB_CACHE
 
 
-def spec_name(name: str, tag: str | None) -> str:
-    """``name`` or ``name@tag``: how the CLI and file names spell a backbone checkpoint."""
-    return f"{name}@{tag}" if tag else name
-
-
 def weights_file_name(name: str, tag: str | None) -> str:
     """File name of a backbone's weights in a weights folder (``fetch-weights --weights-dir``)."""
-    return f"{spec_name(name, tag)}.safetensors"
+    return f"{backbone_ref(name, tag)}.safetensors"
 
 
 def fetch_command(name: str, tag: str | None, default_tag: str | None) -> str:
     """The exact command that fetches this checkpoint (the tag is spelled out only when not the default)."""
-    return f"nlbench fetch-weights --backbones {spec_name(name, tag if tag != default_tag else None)}"
+    return f"nlbench fetch-weights --backbones {backbone_ref(name, tag if tag != default_tag else None)}"
 
 
 def missing_weights(name: str, tag: str | None, default_tag: str | None, what: str, reason: str) -> ConfigError:

@@ -27,10 +27,17 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import PretrainedCfg
 
-from nlbench.backbones import Backbone, file_digest, load_state_dict_file, timm_data_config
+from nlbench.backbones import (
+    Backbone,
+    Preprocessing,
+    file_digest,
+    load_state_dict_file,
+    register_backbone,
+    timm_data_config,
+)
 from nlbench.backbones.hub import hub_file, load_strict, strip_prefix, weights_dir_file
+from nlbench.backbones.vit import VIT_B16_COST
 from nlbench.errors import ConfigError
-from nlbench.registry import register_backbone
 
 ARCH = "vit_base_patch16_224"
 HUB_ID = "facebook/vit-msn-base"
@@ -175,6 +182,9 @@ def check_preprocessor(path: Path) -> None:
     source="Hugging Face → timm",
     checkpoint=f"{HUB_ID} mapped onto timm {ARCH}",
     feature_dim=768,
+    preprocessing=Preprocessing(MSN_CFG.input_size[1:], MSN_CFG.mean, MSN_CFG.std, MSN_CFG.interpolation),
+    weights=f"hf:{HUB_ID}",
+    cost=VIT_B16_COST,  # the ViT-B/16 architecture
     licence="apache-2.0 (Hugging Face card); the upstream facebookresearch/msn repository is CC-BY-NC-4.0",
     probe_feature="class token after the final LayerNorm (timm pre-logits, global_pool='token')",
 )

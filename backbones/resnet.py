@@ -7,9 +7,8 @@ timm's stronger recipes are a tag away (``a1_in1k``, ``tv2_in1k``, …). Runs ch
 
 from __future__ import annotations
 
-from nlbench.backbones import Backbone
-from nlbench.backbones.timm_models import build_timm_backbone, timm_licence
-from nlbench.registry import register_backbone
+from nlbench.backbones import Backbone, BackboneCost, register_backbone
+from nlbench.backbones.timm_models import build_timm_backbone, timm_licence, timm_preprocessing
 
 ARCH = "resnet50"
 DEFAULT_TAG = "tv_in1k"
@@ -21,6 +20,10 @@ DEFAULT_TAG = "tv_in1k"
     checkpoint=f"{ARCH}.{DEFAULT_TAG} (tag selectable, e.g. a1_in1k)",
     feature_dim=2048,
     licence=timm_licence(ARCH, DEFAULT_TAG),
+    default_tag=DEFAULT_TAG,
+    preprocessing=timm_preprocessing("resnet50", ARCH),
+    weights=f"timm:{ARCH}.{{tag}}",
+    cost=BackboneCost(ARCH, 8.2, 13152, 3706, None, 5.7),  # H100 reference figures (docs/performance.md)
     probe_feature="global average pool (timm pre-logits)",
 )
 def resnet50(*, pretrained: bool = True, weights: str | None = None, tag: str | None = None) -> Backbone:

@@ -10,12 +10,13 @@ loaded strictly.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import timm
 import torch
 
-from nlbench.backbones import Backbone, file_digest, load_state_dict_file, timm_data_config
+from nlbench.backbones import Backbone, Preprocessing, file_digest, load_state_dict_file, timm_data_config
 from nlbench.backbones.hub import hub_file, load_strict, state_mismatch, strip_prefix, weights_dir_file
 from nlbench.errors import ConfigError
 
@@ -105,6 +106,19 @@ def build_timm_backbone(
     model.eval()
     return Backbone(name=name, model=model, feature_dim=model.num_features, weights_id=weights_id,
                     channels_last=channels_last, tag=tag, weights_files=files, **timm_data_config(model))
+
+
+def timm_preprocessing(name: str, arch: str, allowed_tags: tuple[str, ...] | None = None
+                       ) -> Callable[[str], Preprocessing]:
+    """The ``preprocessing`` fact of a timm family: tag → input size, mean/std and interpolation of timm's
+    pretrained config of ``arch.tag`` (what ``resolve_data_config`` gives the built model), read without
+    building it; an unknown tag raises ConfigError with the choices."""
+
+    def preprocessing(tag: str) -> Preprocessing:
+        cfg = pretrained_cfg(arch, resolve_tag(name, arch, tag, tag, allowed_tags))
+        return Preprocessing(tuple(cfg.input_size[1:]), cfg.mean, cfg.std, cfg.interpolation)
+
+    return preprocessing
 
 
 def timm_licence(arch: str, tag: str) -> str:

@@ -13,13 +13,15 @@ runs) it is interpolated on the fly instead of failing. Attention runs through P
 
 from __future__ import annotations
 
-from nlbench.backbones import Backbone
-from nlbench.backbones.timm_models import build_timm_backbone, timm_licence
-from nlbench.registry import register_backbone
+from nlbench.backbones import Backbone, BackboneCost, register_backbone
+from nlbench.backbones.timm_models import build_timm_backbone, timm_licence, timm_preprocessing
 
 ARCH = "vit_base_patch16_224"
 VIT_TAG = "augreg2_in21k_ft_in1k"  # ImageNet-21k pre-training, ImageNet-1k fine-tuning (timm's best B/16)
 MAE_TAG = "mae"
+# H100 reference figures of the architecture (docs/performance.md); MAE and MSN ViT-B/16 share them. The
+# reference's compilation took 24-31 s; the estimate counts the slowest.
+VIT_B16_COST = BackboneCost(ARCH, 35.1, 8835, 2448, 3142, 9.5, compile_s=31.0)
 
 
 @register_backbone(
@@ -28,6 +30,10 @@ MAE_TAG = "mae"
     checkpoint=f"{ARCH}.{VIT_TAG} (tag selectable)",
     feature_dim=768,
     licence=timm_licence(ARCH, VIT_TAG),
+    default_tag=VIT_TAG,
+    preprocessing=timm_preprocessing("vit_b16", ARCH),
+    weights=f"timm:{ARCH}.{{tag}}",
+    cost=VIT_B16_COST,
     probe_feature="class token after the final LayerNorm (timm pre-logits, global_pool='token')",
 )
 def vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: str | None = None) -> Backbone:
@@ -42,6 +48,10 @@ def vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: str | N
     checkpoint=f"{ARCH}.{MAE_TAG}",
     feature_dim=768,
     licence=timm_licence(ARCH, MAE_TAG),  # cc-by-nc-4.0: non-commercial, as facebookresearch/mae states
+    default_tag=MAE_TAG,
+    preprocessing=timm_preprocessing("mae_vit_b16", ARCH, allowed_tags=(MAE_TAG,)),
+    weights=f"timm:{ARCH}.{{tag}}",
+    cost=VIT_B16_COST,  # same architecture as ViT-B/16
     probe_feature="class token after the final LayerNorm (timm pre-logits, global_pool='token')",
 )
 def mae_vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: str | None = None) -> Backbone:

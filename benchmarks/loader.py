@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlbench.costs import COSTS
+from nlbench.costs import measured_cost
 from nlbench.datasets.files import LOAD_SIZE, PathImages, _Images, _read_bytes, decode_batch_on_device
 from nlbench.transforms import BatchTransform
 
@@ -144,7 +144,7 @@ def workers_needed(per_worker: float) -> dict[str, dict[str, int | None]]:
     """Workers to feed each paper backbone's H100 FFT rate (eager; compiled where measured)."""
     out = {}
     for name in PAPER_BACKBONES:
-        cost = COSTS[name]
+        cost = measured_cost(name)
         compiled = cost.train_img_s_compiled
         out[name] = {"eager": math.ceil(cost.train_img_s / per_worker),
                      "compiled": math.ceil(compiled / per_worker) if compiled else None}

@@ -71,7 +71,7 @@ def _size(path: str | Path) -> str:
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
-    from nlbench.backbones import create_backbone, file_digest
+    from nlbench.backbones import backbone_ref, create_backbone, file_digest
     from nlbench.backbones.hub import hf_cache_dir, ignore_weights_dir, offline, save_weights, weights_file_name
 
     specs = parse_backbone_specs(args.backbones)
@@ -89,7 +89,7 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
             print(f"{name}: FAILED: {exc}")
             failed.append(name)
             continue
-        label = f"{name}@{backbone.tag}" if backbone.tag else name
+        label = backbone_ref(name, backbone.tag)
         print(f"{label}: {backbone.weights_id}")
         for path in backbone.weights_files:
             print(f"  stored {path} ({_size(path)})")

@@ -1,10 +1,13 @@
-"""GPU-hour estimates of a grid's cells, from a per-backbone cost table measured on an H100.
+"""GPU-hour estimates of a grid's cells, from each backbone's cost figures measured on an H100.
 
-The table (``COSTS``) holds the reference figures of ``docs/performance.md``: one NVIDIA H100 80GB HBM3,
+Each backbone declares its figures where it registers (``cost=BackboneCost(...)`` in its file in
+``backbones/``): the reference figures of ``docs/performance.md``: one NVIDIA H100 80GB HBM3,
 2026-11-26, torch 2.11 + CUDA 13, timm 1.0.29, random weights, 224 px, bf16 autocast, channels_last for
 conv nets, fused AdamW; batch 128 for training, 512 for features. MAE and MSN ViT-B/16 have the ViT-B/16
 cost (same architecture). ``benchmarks/throughput.py`` and ``benchmarks/gpu_check.py`` measure the same
-quantities on any machine.
+quantities on any machine. A backbone without measured figures gets an estimate (``backbone_cost``): its
+forward GFLOPs (declared, or counted once, ``nlbench.backbones.forward_gflops``) scale the rates of the
+measured architecture nearest in GFLOPs; the estimate says so.
 
 What a grid costs (``estimate_gpu_hours``; ``CostEstimate.format`` prints each assumption):
 
@@ -22,15 +25,19 @@ What a grid costs (``estimate_gpu_hours``; ``CostEstimate.format`` prints each a
   0.34 ms per batch of 128 for crop, flip, resize and normalise (reference figure). Datasets read by
   path are assumed decoded as fast as the GPU trains (``benchmarks/loader.py`` prints the workers that
   takes); their decoding is not counted.
-* TURN's FFT phase (mode 'lp-fft'): the method's ``fft_epochs`` (5) × the selected class-balanced subset
-  at the FFT train rate, plus val + test per epoch. The subset size is not known before the run; we
-  assume the expected clean share of the training labels, ``1 − rate`` for synthetic noise, and
-  ``1 − REAL_NOISE_RATE[dataset]`` for real noise (noise 'none'). It is an upper bound of the class-balanced set (the
-  balanced draw keeps n = min_c |clean_c| per class) as long as the selection is precise.
-* LP and LP-FFT cells share features: one pass per (backbone, tag, weights, dataset, split, view) over
-  the whole grid, at the feature rate: train, val and test at view 0, plus train views 1..K for methods
-  with K cached augmented views (DivideMix and UNICON's ``views``). Training a linear head on cached
-  features takes seconds and is not counted.
+* What a method's fine-tuning costs travels with its registration (``register_method``): ``fft_passes``,
+  backbone training passes per image and epoch relative to CE (two networks: 2; DivideMix/UNICON's
+  MixMatch steps: about 6 and 7), and ``fft_subset``. For TURN ('clean') the epochs run over the selected
+  class-balanced subset, whose size is not known before the run; we assume the expected clean share of the
+  training labels, ``1 − rate`` for synthetic noise, and ``1 − REAL_NOISE_RATE[dataset]`` for real noise
+  (noise 'none'). It is an upper bound of the class-balanced set (the balanced draw keeps n = min_c |clean_c|
+  per class) as long as the selection is precise. LP-FT cells of the losses (mode 'lp-fft', subset 'all')
+  fine-tune on every sample.
+* LP and LP-FFT cells share features: one pass per feature set (``nlbench.identity.feature_group``:
+  backbone, resolved weights, dataset, preprocessing), split and view over the whole grid, at the feature
+  rate: train, val and test at view 0, plus train views 1..K for methods with K cached augmented views
+  (DivideMix and UNICON's ``views``). Training a linear head on cached features takes seconds and is not
+  counted.
 * Inputs at another size than 224 px (``[train] input_size``) scale the cost by the pixel ratio
   (size/224)², a rough rule (small inputs use the GPU less well than that).
 * The train rates are the reference's at batch 128 with AdamW; a cell at another ``fft_batch_size`` is
@@ -41,40 +48,55 @@ Fixed costs not counted: process start, model build, checkpoint writes, feature-
 
 from __future__ import annotations
 
-import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from nlbench.backbones import BackboneCost, backbone_facts, forward_gflops
+from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec
+from nlbench.identity import feature_group
+from nlbench.registry import BACKBONES, METHODS
+
+__all__ = ["BackboneCost", "backbone_cost", "measured_cost", "estimate_gpu_hours", "compile_pays"]
+
+
+def measured_cost(backbone: str) -> BackboneCost | None:
+    """The measured H100 figures ``backbone`` declares (None when it declares none or is not registered)."""
+    return backbone_facts(backbone).cost if backbone in BACKBONES else None
 
 
 @dataclass(frozen=True)
-class BackboneCost:
-    """H100 figures of one architecture at 224 px (docs/performance.md)."""
+class CostSource:
+    """Where a backbone's figures come from: measured, or estimated from its GFLOPs (``note`` says how)."""
 
-    arch: str
-    gflop_fwd: float  # forward GFLOP per image
-    features_img_s: float  # inference, batch 512, bf16
-    train_img_s: float  # FFT training step, batch 128, bf16, eager
-    train_img_s_compiled: float | None = None  # with torch.compile, where measured
-    peak_train_gib: float | None = None
-    compile_s: float | None = None  # seconds one torch.compile of the training step took, where measured
-
-    def train_rate(self, compiled: bool) -> float:
-        return self.train_img_s_compiled if compiled and self.train_img_s_compiled else self.train_img_s
+    cost: BackboneCost
+    estimated: bool = False
+    note: str = ""
 
 
-# The reference's ViT-B/16 compilation took 24-31 s; the estimate counts the slowest.
-_VIT = BackboneCost("vit_base_patch16_224", 35.1, 8835, 2448, 3142, 9.5, compile_s=31.0)
-COSTS: dict[str, BackboneCost] = {
-    "vit_b16": _VIT,
-    "mae_vit_b16": _VIT,  # same architecture as ViT-B/16
-    "msn_vit_b16": _VIT,
-    "clip_vit_b16": BackboneCost("vit_base_patch16_clip_224", 35.1, 8796, 2425, None, 9.6),
-    "convnext_t": BackboneCost("convnext_tiny", 8.9, 7788, 2533, None, 8.0),
-    "resnet50": BackboneCost("resnet50", 8.2, 13152, 3706, None, 5.7),
-    "efficientnet_lite0": BackboneCost("tf_efficientnet_lite0", 0.8, 20605, 4898, None, 5.0),
-}
+def backbone_cost(backbone: str) -> CostSource | None:
+    """``backbone``'s cost figures: the measured ones it declares, else an estimate from its forward
+    GFLOPs: every rate of the measured architecture nearest in GFLOPs (log scale) times
+    reference GFLOPs / its GFLOPs (time per image ∝ FLOPs); no compiled rate, so it never compiles.
+    None for a name that is not registered."""
+    if backbone not in BACKBONES:
+        return None
+    measured = measured_cost(backbone)
+    if measured is not None:
+        return CostSource(measured)
+    gflops, how = forward_gflops(backbone)
+    references = {name: cost for name in BACKBONES.names() if (cost := measured_cost(name)) is not None}
+    if not references:
+        raise ConfigError(f"backbone {backbone!r} has no cost figures and no registered backbone has measured ones")
+    ref_name, ref = min(references.items(), key=lambda kv: (abs(math.log(kv[1].gflop_fwd / gflops)), kv[0]))
+    ratio = ref.gflop_fwd / gflops
+    cost = BackboneCost(f"estimate from {ref.arch}", gflops, ref.features_img_s * ratio, ref.train_img_s * ratio)
+    note = (f"{backbone}: estimated from {gflops:.2f} GFLOP ({how}, no measured rate): {ref_name}'s measured rates "
+            f"× {ref.gflop_fwd:g}/{gflops:.2f} GFLOP")
+    return CostSource(cost, estimated=True, note=note)
+
+
 REFERENCE_SIZE = 224
 REFERENCE_TRAIN_BATCH = 128
 HARDWARE = "NVIDIA H100 80GB HBM3 (reference figures of docs/performance.md, 2026-11-26)"
@@ -89,7 +111,7 @@ def compile_pays(backbone: str, train_images: float, *, scale: float = 1.0) -> b
     """Whether torch.compile shortens a fine-tuning run of ``train_images`` images (224-px equivalents ×
     ``scale``) on ``backbone``: only with measured compiled and eager rates and compile time, and only
     when the time saved exceeds one compilation."""
-    cost = COSTS.get(backbone)
+    cost = measured_cost(backbone)
     if cost is None or not cost.train_img_s_compiled or cost.compile_s is None:
         return False
     saved = train_images * scale * (1.0 / cost.train_img_s - 1.0 / cost.train_img_s_compiled)
@@ -130,7 +152,7 @@ class BackboneHours:
 
     backbone: str
     fft_cells: int = 0
-    turn_cells: int = 0
+    lp_fft_cells: int = 0  # TURN and LP-FT
     lp_cells: int = 0
     train_images: float = 0.0  # FFT training images (baselines and TURN), 224-px equivalents
     eval_images: float = 0.0  # FFT per-epoch evaluation images
@@ -152,6 +174,7 @@ class CostEstimate:
     missing_backbones: list[str] = field(default_factory=list)
     missing_datasets: list[str] = field(default_factory=list)
     other_batch_sizes: list[int] = field(default_factory=list)  # fft_batch_size values ≠ the reference's
+    estimated: list[str] = field(default_factory=list)  # backbones without measured figures: how each is estimated
 
     def seconds_by_kind(self) -> dict[str, float]:
         total: dict[str, float] = defaultdict(float)
@@ -166,7 +189,7 @@ class CostEstimate:
         width = max([len(r.backbone) for r in self.rows] + [8])
         for r in self.rows:
             lines.append(
-                f"  {r.backbone:<{width}}  {r.hours:7.2f} h  ({r.fft_cells} FFT + {r.turn_cells} TURN cells: "
+                f"  {r.backbone:<{width}}  {r.hours:7.2f} h  ({r.fft_cells} FFT + {r.lp_fft_cells} LP-FFT cells: "
                 f"{_count(r.train_images)} train img, {_count(r.eval_images)} eval img, {r.compiled_runs} compiled; "
                 f"{r.lp_cells} LP cells: {r.feature_passes} feature passes, {_count(r.feature_images)} img)")
         lines.append(f"  {'total':<{width}}  {self.total_hours:7.2f} h")
@@ -178,6 +201,7 @@ class CostEstimate:
         if self.other_batch_sizes:
             lines.append(f"    - cells at fft_batch_size {', '.join(map(str, self.other_batch_sizes))}: rate not "
                          f"measured, the batch-{REFERENCE_TRAIN_BATCH} figure is used (smaller batches run slower)")
+        lines.extend(f"    - {note}" for note in self.estimated)
         if self.missing_backbones:
             lines.append(f"  not counted, no cost figures: {', '.join(self.missing_backbones)}")
         if self.missing_datasets:
@@ -236,8 +260,11 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
     missing_d: set[str] = set()
     batch_sizes: set[int] = set()
     passes: dict[str, set] = defaultdict(set)
+    sources: dict[str, CostSource | None] = {}
     for cell in cells:
-        cost = COSTS.get(cell.backbone)
+        if cell.backbone not in sources:
+            sources[cell.backbone] = backbone_cost(cell.backbone)
+        cost = sources[cell.backbone].cost if sources[cell.backbone] is not None else None
         sizes = split_sizes(cell, train_size)
         if cost is None:
             missing_b.add(cell.backbone)
@@ -252,7 +279,9 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
         seconds = 0.0
         if cell.mode in ("fft", "lp-fft"):
             epochs = int(cell.method_params.get("fft_epochs", cell.train.get("fft_epochs", 10)))
-            share = clean_fraction(cell) if cell.mode == "lp-fft" else 1.0
+            method = METHODS.entry(cell.method).meta
+            share = clean_fraction(cell) if method["fft_subset"] == "clean" else 1.0
+            share *= method["fft_passes"]
             compiled = compiled_for(cell, cell.backbone, epochs * n_train * share, scale)
             train_img = epochs * n_train * share * scale
             eval_img = epochs * (n_val + n_test) * scale
@@ -273,16 +302,15 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
             if cell.mode == "fft":
                 row.fft_cells += 1
             else:
-                row.turn_cells += 1
+                row.lp_fft_cells += 1
         if cell.mode in ("lp", "lp-fft"):
             if cell.mode == "lp":
                 row.lp_cells += 1
             views = int(cell.method_params.get("views", 0) or 0) if cell.mode == "lp" else 0
-            ident = (cell.backbone_tag, cell.backbone_weights, cell.dataset,
-                     json.dumps(cell.dataset_options, sort_keys=True, default=str), input_size)
+            ident = feature_group(cell)  # the feature cache's own identity, minus the loaded dataset
             wanted = [("train", v) for v in range(views + 1)] + [("val", 0), ("test", 0)]
             for split, view in wanted:
-                key = (*ident, split, view)
+                key = (ident, split, view)
                 if key in passes[cell.backbone]:
                     continue
                 passes[cell.backbone].add(key)
@@ -295,4 +323,6 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
     ordered = [rows[b] for b in dict.fromkeys(c.backbone for c in cells) if b in rows]
     return CostEstimate(rows=ordered, total_hours=sum(r.hours for r in ordered),
                         missing_backbones=sorted(missing_b), missing_datasets=sorted(missing_d),
+                        estimated=[src.note for b, src in sources.items() if src is not None and src.estimated
+                                   and b in rows],
                         other_batch_sizes=sorted(batch_sizes))

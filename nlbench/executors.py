@@ -20,7 +20,6 @@ per-epoch checkpoint (nlbench.checkpoint).
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import socket
@@ -34,6 +33,7 @@ import tomllib
 
 from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec, Grid
+from nlbench.identity import backbone_ref, feature_group
 from nlbench.records import read_record
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -193,15 +193,14 @@ class JobGroup:
         first = self.cells[0]
         if self.kind == "lp":
             size = first.train.get("input_size") or "native"
-            return f"LP group {first.backbone}{'@' + first.backbone_tag if first.backbone_tag else ''}/" \
+            return f"LP group {backbone_ref(first.backbone, first.backbone_tag)}/" \
                    f"{first.dataset} @ {size} px: {len(self.cells)} cell(s)"
         return first.cell_id
 
 
 def feature_group_key(spec: CellSpec) -> str:
-    """What decides a linear-probe cell's cached features (the feature cache key minus the split)."""
-    return json.dumps([spec.dataset, spec.dataset_options, spec.backbone, spec.backbone_tag, spec.backbone_weights,
-                       spec.train.get("input_size")], sort_keys=True, default=str)
+    """What decides a linear-probe cell's cached features (``nlbench.identity.feature_group``)."""
+    return feature_group(spec)
 
 
 def group_cells(cells: list[CellSpec]) -> list[JobGroup]:
@@ -344,7 +343,7 @@ class EpochEstimate:
 def epoch_estimate(spec: CellSpec, results: Path, *, gpu: bool) -> EpochEstimate | None:
     """The longest fine-tuning epoch measured for this backbone, dataset, input size and batch size in any
     finished record under ``results`` (on a GPU when ``gpu``, else on the CPU), or None without one."""
-    prefix = f"{spec.dataset}__{spec.backbone}{'@' + spec.backbone_tag if spec.backbone_tag else ''}__"
+    prefix = f"{spec.dataset}__{backbone_ref(spec.backbone, spec.backbone_tag)}__"
     best: EpochEstimate | None = None
     for path in sorted(Path(results).glob(f"*/records/{prefix}*.json")):
         try:

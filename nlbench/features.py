@@ -1,14 +1,15 @@
 """The feature cache: every split's backbone features computed once, read by every LP cell.
 
-A key holds what determines the features: backbone name, checkpoint tag and weights identity, the
-dataset's identity (name, split seed, subsample, …), the split, the view (0 = un-augmented, k ≥ 1 =
-the k-th seeded augmented view) and the preprocessing. Each entry is a ``.npy`` array (N, D) float32
-read memory-mapped, beside a ``.json`` with its full key, shape and the sha256 of the array's bytes;
-both are written to temporary names and renamed (the ``.json`` last: it commits the entry). A read
-checks the key, the shape and the sha256, so a torn, stale or overwritten file is never used: it is
-recomputed with a warning. The sha256 of a file is verified once per process and file version (device,
-inode, size, mtime), so the many LP cells of a process that read one entry pay for it once (1 GB/s:
-0.15 s for CIFAR-100's 50k × 768 float32 train features; benchmarks/README.md).
+A key (``nlbench.identity.FeatureKey``, built by ``feature_set_key``) holds what determines the features:
+backbone name, the resolved weights identity, the dataset's identity (name, split seed, subsample, …), the
+split, the view (0 = un-augmented, k ≥ 1 = the k-th seeded augmented view) and the full preprocessing.
+Each entry is a ``.npy`` array (N, D) float32 read memory-mapped, beside a ``.json`` with its full key,
+shape and the sha256 of the array's bytes; both are written to temporary names and renamed (the ``.json``
+last: it commits the entry). A read checks the key, the shape and the sha256, so a torn, stale or
+overwritten file is never used: it is recomputed with a warning. The sha256 of a file is verified once per
+process and file version (device, inode, size, mtime), so the many LP cells of a process that read one
+entry pay for it once (1 GB/s: 0.15 s for CIFAR-100's 50k × 768 float32 train features;
+benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 
 from nlbench.atomic import atomic_save_npy, atomic_write_bytes
 from nlbench.errors import ConfigError
+from nlbench.identity import FeatureKey
 from nlbench.images import ImageSource
 from nlbench.transforms import BatchTransform
 
@@ -34,23 +35,6 @@ from nlbench.transforms import BatchTransform
 def default_cache_dir() -> Path:
     """$NLBENCH_CACHE, else ~/.cache/nlbench (also when it is set but empty: never the current folder)."""
     return Path(os.environ.get("NLBENCH_CACHE") or Path.home() / ".cache" / "nlbench")
-
-
-@dataclass(frozen=True)
-class FeatureKey:
-    backbone: str
-    weights: str  # weights identity: 'published:<tag>', 'file:<sha>' or 'random'
-    dataset: dict
-    split: str
-    view: int
-    transform: dict
-
-    def as_dict(self) -> dict:
-        return {"backbone": self.backbone, "weights": self.weights, "dataset": self.dataset,
-                "split": self.split, "view": self.view, "transform": self.transform}
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 class FeatureCache:

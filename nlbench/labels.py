@@ -22,6 +22,7 @@ import numpy as np
 from nlbench.datasets import Dataset
 from nlbench.errors import ConfigError
 from nlbench.grids import CellSpec
+from nlbench.identity import cell_feature_key, feature_group
 from nlbench.noise import NoisyLabels, apply_noise, label_digest, transition_matrix
 
 # Bump when a noise model's output changes for the same arguments: saved labels of older versions are then
@@ -85,7 +86,7 @@ def _backbone_features(spec: CellSpec, dataset: Dataset, cache: Path) -> np.ndar
     from nlbench.backbones import create_backbone
     from nlbench.features import FeatureCache
     from nlbench.images import image_source
-    from nlbench.runner import make_feature_key, make_transform
+    from nlbench.runner import make_transform
     from nlbench.train import TrainConfig, Trainer
 
     placeholder = np.zeros(len(dataset.train), dtype=np.int64)
@@ -95,19 +96,17 @@ def _backbone_features(spec: CellSpec, dataset: Dataset, cache: Path) -> np.ndar
         images=lambda split, device: image_source(dataset.split(split), device),
         backbone_factory=functools.partial(create_backbone, spec.backbone, pretrained=True,
                                            weights=spec.backbone_weights, tag=spec.backbone_tag),
-        feature_cache=FeatureCache(cache), feature_key=make_feature_key(spec, dataset),
+        feature_cache=FeatureCache(cache), feature_key=cell_feature_key(spec, dataset),
         transform=make_transform(spec, dataset), seed=spec.seed, log=lambda _msg: None,
     )
     return np.concatenate([trainer.features("train").cpu().numpy(), trainer.features("val").cpu().numpy()])
 
 
 def _inputs_id(spec: CellSpec) -> dict | None:
-    """What the inst inputs depend on beyond the dataset: the backbone, for feature inputs."""
+    """What the inst inputs depend on beyond the dataset: the backbone's feature set, for feature inputs."""
     if spec.noise != "inst" or spec.noise_options.get("inputs_kind", "pixels") != "features":
         return None
-    from nlbench.runner import weights_identity
-
-    return {"backbone": spec.backbone, "weights": weights_identity(spec), "train": spec.train.get("input_size")}
+    return {"backbone": spec.backbone, "features": feature_group(spec)}
 
 
 def labels_key(dataset: Dataset, model: str, rate: float, seed: int, options: dict,

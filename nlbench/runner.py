@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from nlbench import identity
 from nlbench.atomic import check_writable
-from nlbench.backbones import create_backbone, file_digest
+from nlbench.backbones import create_backbone
 from nlbench.checkpoint import checkpoint_dir, remove_checkpoints
 from nlbench.datasets import Dataset, load_dataset
 from nlbench.distortion import finetuned_features_path
@@ -47,10 +48,8 @@ if TYPE_CHECKING:
 
 
 def weights_identity(spec: CellSpec) -> str:
-    """What the backbone weights are, without building the model: a local file's hash or the tag."""
-    if spec.backbone_weights:
-        return f"file:{file_digest(spec.backbone_weights)}"
-    return f"published:{spec.backbone_tag or 'default'}"
+    """What the backbone weights are, without building the model (``nlbench.identity.weights_identity``)."""
+    return identity.weights_identity(spec.backbone, spec.backbone_tag, spec.backbone_weights)
 
 
 def make_transform(spec: CellSpec, dataset: Dataset) -> Callable:
@@ -65,20 +64,8 @@ def make_transform(spec: CellSpec, dataset: Dataset) -> Callable:
 
 
 def make_feature_key(spec: CellSpec, dataset: Dataset) -> Callable[[str, int], FeatureKey]:
-    weights = weights_identity(spec)
-    transform = {"input_size": spec.train.get("input_size") or "checkpoint", "hflip": dataset.hflip}
-    if dataset.train.paths is not None:  # images read by path: the decoder changes the pixels a little
-        from nlbench.datasets.files import decoder_identity
-
-        device = spec.train.get("device", "auto")
-        transform["decoder"] = decoder_identity("cuda" if device == "auto" and torch.cuda.is_available()
-                                                else "cpu" if device == "auto" else device)
-
-    def key(split: str, view: int) -> FeatureKey:
-        return FeatureKey(backbone=spec.backbone, weights=weights, dataset=dataset.identity, split=split,
-                          view=view, transform=transform)
-
-    return key
+    """The cell's feature-cache keys (``nlbench.identity.cell_feature_key``)."""
+    return identity.cell_feature_key(spec, dataset)
 
 
 def selection_scores(selections: list[dict], is_noisy: np.ndarray | None) -> list[dict]:
@@ -417,9 +404,9 @@ def _features_section(cells: list[CellSpec], cache: Path) -> list[str]:
     feature_cache = FeatureCache(cache)
     seen = set()
     for c in cells:
-        if c.mode not in ("lp", "lp-fft") or (c.dataset, c.backbone, c.backbone_tag, c.backbone_weights) in seen:
+        if c.mode not in ("lp", "lp-fft") or identity.feature_group(c) in seen:
             continue
-        seen.add((c.dataset, c.backbone, c.backbone_tag, c.backbone_weights))
+        seen.add(identity.feature_group(c))
         try:
             dataset = load_dataset(c.dataset, **c.dataset_options)
         except Exception as exc:  # a dry run on a login node may lack the data: report, don't fail

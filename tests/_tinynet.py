@@ -14,8 +14,7 @@ import time
 import torch
 from torch import nn
 
-from nlbench.backbones import Backbone
-from nlbench.registry import register_backbone
+from nlbench.backbones import Backbone, Preprocessing, register_backbone
 
 
 class TinyCNN(nn.Module):
@@ -51,5 +50,6 @@ def tiny_test_cnn(*, pretrained: bool = True, weights: str | None = None, tag: s
 
 def register() -> None:
     """Register ``tiny_test_cnn`` as a backbone (in a test's subprocess only)."""
-    register_backbone("tiny_test_cnn", source="tests", checkpoint="seeded random", feature_dim=16,
-                      licence="-")(tiny_test_cnn)
+    register_backbone("tiny_test_cnn", source="tests", checkpoint="seeded random", feature_dim=16, licence="-",
+                      preprocessing=Preprocessing((8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear"),
+                      weights="random:tiny_test_cnn")(tiny_test_cnn)

@@ -25,25 +25,24 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 pytestmark = pytest.mark.slow
 
 TINY_BACKBONE = '''
-"""A tiny seeded CNN: the plug-in distribution's backbone."""
+"""A tiny seeded CNN: the plug-in distribution's backbone, declared as README's "Adding a backbone" says."""
 
 import torch
 from torch import nn
 
-from nlbench.backbones import Backbone
-from nlbench.registry import register_backbone
+from nlbench.backbones import Backbone, Preprocessing, register_backbone
 
 
-@register_backbone("plugin_tiny_cnn", source="nlbench-example-plugin", checkpoint="seeded random",
-                   feature_dim=8, licence="MIT")
+@register_backbone("plugin_tiny_cnn", source="nlbench-example-plugin", checkpoint="seeded random", feature_dim=8,
+                   licence="MIT", preprocessing=Preprocessing((16, 16), (0.5,) * 3, (0.25,) * 3, "bilinear"),
+                   weights="random:plugin_tiny_cnn", gflops=0.001)
 def plugin_tiny_cnn(*, pretrained=True, weights=None, tag=None):
     """Tiny seeded CNN from a plug-in distribution."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                               nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return Backbone(name="plugin_tiny_cnn", model=model, feature_dim=8, input_size=(16, 16), mean=(0.5,) * 3,
-                    std=(0.25,) * 3, interpolation="bilinear", weights_id="random:plugin_tiny_cnn")
+    return Backbone.from_facts("plugin_tiny_cnn", model, pretrained=pretrained, weights=weights, tag=tag)
 '''
 
 

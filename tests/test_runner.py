@@ -34,7 +34,7 @@ def no_user_slurm_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("NLBENCH_SLURM_CONFIG", str(tmp_path / "no-user-config.toml"))
 
 
-def cell(method: str, mode: str, *, backbone: str = "b1", dataset: str = "d1", seed: int = 0,
+def cell(method: str, mode: str, *, backbone: str = "clip_vit_b16", dataset: str = "d1", seed: int = 0,
          input_size: int | None = 32, tag: str | None = None) -> CellSpec:
     return CellSpec(grid="g", dataset=dataset, backbone=backbone, noise="sym", rate=0.4, method=method, mode=mode,
                     seed=seed, backbone_tag=tag, train={"input_size": input_size, "fft_batch_size": 64})
@@ -44,13 +44,14 @@ def cell(method: str, mode: str, *, backbone: str = "b1", dataset: str = "d1", s
 def test_lp_cells_sharing_features_form_one_job_and_every_other_cell_is_alone() -> None:
     cells = [
         cell("ce", "lp"), cell("ce", "fft"), cell("gce", "lp", seed=1), cell("turn", "lp-fft"),
-        cell("ce", "lp", backbone="b2"), cell("elr", "lp"), cell("ce", "lp", input_size=64),
-        cell("ce", "lp", tag="laion"), cell("ce", "lp", dataset="d2"), cell("gce", "lp", backbone="b2"),
+        cell("ce", "lp", backbone="resnet50"), cell("elr", "lp"), cell("ce", "lp", input_size=64),
+        cell("ce", "lp", tag="laion2b_s34b_b88k"), cell("ce", "lp", dataset="d2"),
+        cell("gce", "lp", backbone="resnet50"), cell("gce", "lp", tag="openai", seed=2),
     ]
     groups = group_cells(cells)
     got = [(g.kind, [cells.index(c) for c in g.cells]) for g in groups]
     assert got == [
-        ("lp", [0, 2, 5]),  # b1/d1 at 32 px: three probes, one feature cache entry
+        ("lp", [0, 2, 5, 10]),  # CLIP/d1 at 32 px: four probes, one feature cache entry (openai is the default tag)
         ("cell", [1]),  # FFT
         ("cell", [3]),  # LP→FFT fine-tunes: alone
         ("lp", [4, 9]),  # another backbone
