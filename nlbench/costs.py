@@ -45,7 +45,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from nlbench.grids import CellSpec
+from nlbench.spec import CellSpec
 
 
 @dataclass(frozen=True)

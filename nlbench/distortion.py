@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nlbench.atomic import atomic_write_bytes
-from nlbench.grids import CellSpec
+from nlbench.spec import CellSpec
 
 
 def finetuned_features_path(results: str | Path, spec: CellSpec) -> Path:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nlbench.datasets.cifar import CIFAR100_SUPERCLASSES
 from nlbench.errors import ConfigError
 from nlbench.registry import NOISE, register_noise
 
@@ -252,8 +253,6 @@ def asym_targets(dataset: str | None, num_classes: int, convention: str) -> np.n
             raise ConfigError(f"asym convention 'block' needs a multiple of 5 classes; got {num_classes}")
         return _cycle_within([list(range(s, s + 5)) for s in range(0, num_classes, 5)], num_classes)
     if convention == "superclass":
-        from nlbench.datasets.cifar import CIFAR100_SUPERCLASSES
-
         if num_classes != 100:
             raise ConfigError(f"asym convention 'superclass' needs CIFAR-100's 100 classes; got {num_classes}")
         return _cycle_within([list(g) for g in CIFAR100_SUPERCLASSES], 100)

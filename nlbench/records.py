@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
+from nlbench.spec import CellSpec
 
 
 def default_results_dir() -> Path:

@@ -20,9 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nlbench import __version__
 from nlbench import report_figures as figs
 from nlbench.atomic import atomic_write_bytes
+from nlbench.distortion import knn_accuracy, load_test_features, tsne_embedding
 from nlbench.errors import ConfigError
+from nlbench.stats import friedman_nemenyi, score_matrix
 from nlbench.tables import NOISE_ORDER, _row_key, _setting, method_key, paper_results, paper_value, row_label
 
 DELTA_SCALE = 10.0  # accuracy points at which a delta's colour saturates
@@ -182,8 +185,6 @@ def paper_delta_section(df: pd.DataFrame) -> Section:
 
 
 def ranks_section(df: pd.DataFrame, out_dir: Path) -> Section:
-    from nlbench.stats import friedman_nemenyi, score_matrix
-
     section = Section("ranks", "Ranks across settings")
     frame = df[["block", "row", "best"]].rename(columns={"row": "method"})
     matrix, incomplete = score_matrix(frame, value="best")
@@ -348,8 +349,6 @@ def cost_section(df: pd.DataFrame, out_dir: Path) -> Section:
 
 
 def distortion_section(df: pd.DataFrame, results: Path, out_dir: Path) -> Section:
-    from nlbench.distortion import knn_accuracy, load_test_features, tsne_embedding
-
     section = Section("distortion", "Feature distortion")
     found = []
     for r in df[df["mode"].isin(["fft", "lp-fft"])].itertuples():
@@ -425,8 +424,6 @@ def distortion_section(df: pd.DataFrame, results: Path, out_dir: Path) -> Sectio
 def build_report(grid, records: list[dict], *, results: str | Path, out: str | Path) -> Path:
     """Write ``<out>/index.html`` and its figures for ``records`` of ``grid``; returns the page's path."""
     import jinja2
-
-    from nlbench import __version__
 
     out = Path(out)
     if out.exists() and not out.is_dir():

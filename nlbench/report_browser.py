@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
 
 # Flags for sandboxes and CI machines without a display, user namespace or network.
@@ -103,8 +104,6 @@ def shrink_png(path: str | Path, *, width: int = 900, colours: int = 128) -> Pat
     import io
 
     from PIL import Image
-
-    from nlbench.atomic import atomic_write_bytes
 
     with Image.open(path) as image:
         image = image.convert("RGB")
