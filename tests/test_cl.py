@@ -15,7 +15,7 @@ from nlbench.errors import ConfigError
 from nlbench.grids import expand, load_grid
 from nlbench.methods import build_method
 from nlbench.methods.cl import out_of_fold_probs
-from nlbench.runner import run_cell
+from nlbench.cell import run_cell
 from nlbench.selection import confident_clean, select_clean
 
 

@@ -19,7 +19,7 @@ from nlbench.images import TensorImages
 from nlbench.methods import build_method
 from nlbench.methods import dividemix as dm
 from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, DivideMix, co_divide, published_setting
-from nlbench.runner import run_cell
+from nlbench.cell import run_cell
 from nlbench.selection import GMMFit, gmm_clean_probability
 from nlbench.train import Classifier, TrainConfig, Trainer, accuracy
 from nlbench.transforms import BatchTransform

@@ -1,0 +1,62 @@
+"""The architecture contract ([tool.importlinter] in pyproject.toml): the layers and no import cycles, checked
+by import-linter (`lint-imports`, through .ci/lint-imports) so that a cycle or an upward import fails the
+suite as it fails CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (the test extra)")
+
+
+def lint_imports(repo: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LINT_IMPORTS": str(LINT_IMPORTS)}
+    return subprocess.run(["bash", str(repo / ".ci" / "lint-imports")], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def copy_of_repo(tmp_path: Path) -> Path:
+    """The files the check reads (package, methods, backbones, the contract, the script) in a scratch folder."""
+    copy = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for folder in ("nlbench", "methods", "backbones", ".ci"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=ignore)
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    return copy
+
+
+def test_the_package_keeps_its_layers_and_has_no_import_cycle() -> None:
+    out = lint_imports(REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Contracts: 2 kept, 0 broken." in out.stdout
+    # Every module was analysed, methods and backbones included (they install as nlbench.methods/.backbones).
+    modules = sum(1 for folder in ("nlbench", "methods", "backbones") for _ in (REPO / folder).rglob("*.py"))
+    assert f"Analyzed {modules} files" in out.stdout
+
+
+@pytest.mark.parametrize("module, line, broken", [
+    # An engine module importing the runner: upward, and a cycle (runner → cell → train → runner).
+    ("nlbench/train.py", "import nlbench.runner", "Contracts: 0 kept, 2 broken."),
+    # Two methods importing each other, inside functions (a hidden cycle is still a cycle); the layers hold.
+    ("methods/gce.py", "def _hidden():\n    import nlbench.methods.elr", "Contracts: 1 kept, 1 broken."),
+])
+def test_an_upward_import_or_a_cycle_breaks_the_contract(tmp_path: Path, module: str, line: str,
+                                                          broken: str) -> None:
+    copy = copy_of_repo(tmp_path)
+    if module == "methods/gce.py":  # the other half of the cycle
+        with open(copy / "methods" / "elr.py", "a") as f:
+            f.write("\n\ndef _hidden():\n    import nlbench.methods.gce  # noqa: F401\n")
+    with open(copy / module, "a") as f:
+        f.write(f"\n\n{line}  # noqa: F401\n")
+    out = lint_imports(copy)
+    assert out.returncode != 0
+    assert broken in out.stdout, out.stdout
