@@ -25,6 +25,7 @@ from nlbench.plots import leaderboard_bars
 from nlbench.records import load_records
 from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
 from nlbench.report import build_report
+from nlbench.report_browser import check_page, shrink_png
 from nlbench.tables import FORMATS, METRICS
 
 __all__ = ["Parser", "build_parser", "int_at_least", "main", "non_negative_int", "positive_int"]
@@ -136,8 +137,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     index = build_report(grid, records, results=results, out=out)
     print(f"wrote {index} ({len(records)} records, {time.perf_counter() - started:.1f} s)")
     if args.screenshot:
-        from nlbench.report_browser import check_page, shrink_png  # playwright: optional (the browser extra)
-
         check = check_page(index, screenshot=args.screenshot)
         shrink_png(args.screenshot, width=args.screenshot_width)
         print(f"wrote {args.screenshot}; headless Chromium: {check.summary()}")
