@@ -17,12 +17,12 @@ from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's defau
 from torch import nn
 
 from nlbench.backbones import Backbone
+from nlbench.cell import run_cell
 from nlbench.errors import ConfigError
 from nlbench.grids import expand, load_grid
 from nlbench.images import TensorImages
 from nlbench.methods.ce import cross_entropy
 from nlbench.records import record_path
-from nlbench.cell import run_cell
 from nlbench.train import TrainConfig, num_train_batches, training_batches
 
 # What legitimately differs between two runs of one cell: timing, memory, the environment report.
