@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,7 +430,7 @@ def instance_dependent(
     the reference's 0-255 values: large scores, so each sample's flips concentrate on one wrong class)
     or 'standardised' (per-channel standardised pixels: flips spread over more classes).
     """
-    from scipy.stats import truncnorm
+    from scipy.stats import truncnorm  # scipy: heavy, for the inst model only
 
     _check_options("inst", opts, ("inputs_kind", "pixel_scale", "std"))
     if inputs_kind not in INST_INPUTS:
@@ -479,8 +480,6 @@ def check_noise_options(model: str, rate: float, options: Mapping[str, object], 
     """Raise ConfigError for anything ``apply_noise`` would refuse (an unknown option, asym ≥ 0.5 without
     force, a bad or missing mapping file…) without drawing the dataset's labels: the model's own code runs on
     one dummy sample, so grids are checked with the very rules their cells will meet."""
-    import warnings
-
     mapping = options.get("mapping_file")
     if model == "asym" and isinstance(mapping, str) and Path(mapping).suffix == ".json" and Path(mapping).is_file():
         _check_json_mapping(Path(mapping))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -114,7 +115,7 @@ def fmt_mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
 
 
 def _background(value: float, scale: float, cmap: str) -> str:
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     if math.isnan(value):
         return ""
@@ -423,8 +424,6 @@ def distortion_section(df: pd.DataFrame, results: Path, out_dir: Path) -> Sectio
 # ---------------------------------------------------------------------------------------------- page
 def build_report(grid, records: list[dict], *, results: str | Path, out: str | Path) -> Path:
     """Write ``<out>/index.html`` and its figures for ``records`` of ``grid``; returns the page's path."""
-    import jinja2
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; expected a folder (created if missing)")

@@ -8,6 +8,7 @@ backbone, columns mode × method, cells "best / last".
 from __future__ import annotations
 
 import math
+from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -169,8 +170,6 @@ PAPER_METHOD = {"ce": "CE", "gce": "GCE", "elr": "ELR", "dividemix": "DivideMix"
 
 def paper_results() -> pd.DataFrame:
     """Every number of the paper's three tables (transcribed from its summary into nlbench/data/paper_results.csv)."""
-    from importlib import resources
-
     with resources.files("nlbench").joinpath("data/paper_results.csv").open() as f:
         return pd.read_csv(f)
 

@@ -90,7 +90,7 @@ def stratified_subsample(labels: np.ndarray, size: int | None, seed: int) -> np.
     n = len(labels)
     if size is None or size >= n:
         return np.arange(n)
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # scikit-learn: heavy; the data layer loads without it
 
     keep, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
     return np.sort(keep)
@@ -102,7 +102,7 @@ def holdout(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.nd
     n = len(labels)
     if not 0 < size < n:
         raise ConfigError(f"hold-out size {size} must lie in (0, {n})")
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # scikit-learn: heavy; the data layer loads without it
 
     counts = np.bincount(labels)
     stratify = labels if counts[counts > 0].min() >= 2 and size >= (counts > 0).sum() else None

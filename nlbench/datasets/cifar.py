@@ -177,7 +177,7 @@ def prepare_cifar(name: str, root: Path | None, download: bool) -> list[Finding]
     if download:
         if root is None:
             raise ConfigError(f"--download needs --root DIR for {name}")
-        import torchvision
+        import torchvision  # torchvision: only to download
 
         cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
         cls(str(root), train=True, download=True)

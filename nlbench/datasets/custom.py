@@ -193,7 +193,7 @@ def check_images(dataset: Dataset) -> None:
     pixels): a stray text file named ``.jpg`` fails here, before any run, with its path."""
     if dataset.identity.get("dataset") not in ("folder", "csv"):
         return
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # PIL: only when a user's images are checked
 
     for split in (dataset.train, dataset.val, dataset.test):
         for p in split.paths or []:

@@ -157,7 +157,7 @@ def prepare_fashion_mnist(root: Path | None, download: bool) -> list[Finding]:
     if download:
         if root is None:
             raise ConfigError("--download needs --root DIR for fashion_mnist")
-        import torchvision
+        import torchvision  # torchvision: only to download
 
         for train in (True, False):
             torchvision.datasets.FashionMNIST(str(root), train=train, download=True)
