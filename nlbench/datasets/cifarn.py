@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset
+from nlbench.datasets.base import Dataset
 from nlbench.datasets.cifar import cifar_dataset, prepare_cifar, read_cifar
 from nlbench.datasets.files import Finding, bad, files_digest, missing, ok, resolve_root
 from nlbench.errors import ConfigError

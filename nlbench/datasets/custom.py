@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split, holdout, load_dataset
+from nlbench.datasets.base import Dataset, Split, holdout, load_dataset
 from nlbench.datasets.files import LOAD_SIZE, Finding, bad, ok, strings_digest
 from nlbench.errors import ConfigError
 from nlbench.registry import register_dataset

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split
+from nlbench.datasets.base import Dataset, Split
 from nlbench.registry import register_dataset
 
 

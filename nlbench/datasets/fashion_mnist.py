@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split, check_size, holdout, stratified_subsample
+from nlbench.datasets.base import Dataset, Split, check_size, holdout, stratified_subsample
 from nlbench.datasets.files import Finding, arrays_digest, bad, md5_file, missing, ok
 from nlbench.errors import ConfigError
 from nlbench.registry import register_dataset
