@@ -25,7 +25,7 @@ import torch
 
 from nlbench.atomic import atomic_write, atomic_write_bytes
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
+from nlbench.spec import CellSpec
 
 
 def checkpoint_dir(results: str | Path, spec: CellSpec) -> Path:

@@ -1,7 +1,12 @@
-"""The ``nlbench`` command line: list, run, table.
+"""The ``nlbench`` command line: list, run, table, report (other areas' commands live in cli_cluster,
+cli_data and cli_backbones; what they share is cli_common).
 
 Bad input (an unknown name, a mode a method lacks, a rate outside [0, 1], an unreadable grid file)
 ends with one line ``nlbench: error: …`` on stderr and exit code 2, before anything is written.
+
+The CLI modules import the nlbench modules backed by torch (grids, the runner, the engine: about 3 s of
+CPU) inside the commands that need them, so that parsing, ``--help`` and a bad argument's error line come
+without loading torch (0.5 s).
 """
 
 from __future__ import annotations
@@ -9,12 +14,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import typing
+import time
 from pathlib import Path
 
-from nlbench import interrupts
-from nlbench.atomic import DISK_FULL
+from nlbench import cli_backbones, cli_cluster, cli_data, interrupts
+from nlbench.atomic import DISK_FULL, atomic_write_bytes
+from nlbench.cli_common import Parser, int_at_least, non_negative_int, positive_int, results_folder, table_text
 from nlbench.errors import ConfigError
+from nlbench.plots import leaderboard_bars
+from nlbench.records import load_records
+from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
+from nlbench.report import build_report
+from nlbench.report_browser import check_page, shrink_png
+from nlbench.tables import FORMATS, METRICS
+
+__all__ = ["Parser", "build_parser", "int_at_least", "main", "non_negative_int", "positive_int"]
 
 KINDS = ("methods", "backbones", "noise", "datasets", "grids")
 
@@ -27,8 +41,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from nlbench.grids import list_grids
-    from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
+    from nlbench.grids import list_grids  # torch-backed (see the module docstring)
 
     if args.kind == "grids":
         rows = list_grids()
@@ -55,33 +68,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _results(args: argparse.Namespace) -> Path:
-    from nlbench.records import default_results_dir
-
-    return Path(args.results) if args.results is not None else default_results_dir()
-
-
 def _cache(args: argparse.Namespace) -> Path:
-    from nlbench.features import default_cache_dir
+    from nlbench.features import default_cache_dir  # torch-backed
 
     return Path(args.cache) if args.cache is not None else default_cache_dir()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nlbench.cli_backbones import apply_weights_overrides
+    # torch-backed: the grid's cells, the runner and the SLURM side (see the module docstring)
+    # torch-backed: the grid's cells, the runner, the checks of data and weights (see the module docstring)
     from nlbench.grids import expand, load_grid
-    from nlbench.records import load_records
-    from nlbench.runner import plan, run_grid
+    from nlbench.runner import check_results_folder, describe_plan, plan, run_grid
     from nlbench.validate import check_run, claim_results
 
-    grid = apply_weights_overrides(load_grid(args.grid), args.weights)
-    results = _results(args)
+    grid = cli_backbones.apply_weights_overrides(load_grid(args.grid), args.weights)
+    results = results_folder(args)
     cache = _cache(args)
     options = None
     if args.executor == "slurm":
-        from nlbench.cli_cluster import slurm_options
-
-        options = slurm_options(args, grid)
+        options = cli_cluster.slurm_options(args, grid)
     # Every value of the grid, its files and the output folders, before the first cell (and on a dry run).
     missing: list[str] = []
     check_run(grid, expand(grid, seeds=args.seeds), results=results, cache=cache,
@@ -89,54 +94,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     for message in missing:
         print(f"warning: {message} (a run here stops on it; the plan below skips the checks that need its files)")
     if args.dry_run:
-        from nlbench.runner import describe_plan
-
         print(describe_plan(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor,
                             options=options))
         return 0
     if args.executor == "slurm":
-        from nlbench.cli_cluster import run_slurm
-        from nlbench.runner import check_results_folder
-
         check_results_folder(results, log=lambda _msg: None)  # SLURM's results folder must exist: don't create it
         claim_results(grid, results)
-        return run_slurm(args, grid, results, cache, options)
+        return cli_cluster.run_slurm(args, grid, results, cache, options)
     claim_results(grid, results)
     run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args))
     cells, _ = plan(grid, results, seeds=args.seeds)
     records = load_records(results, cells)
     if records:
         print()
-        print(_table_text(grid, records, metric="test_acc_best", fmt="markdown", realized=False))
+        print(table_text(grid, records, metric="test_acc_best", fmt="markdown", realized=False))
     return 0
 
 
-def _table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:
-    from nlbench.tables import METRICS, render
-
-    text = render(records, layout=grid.layout, metric=metric, fmt=fmt, realized=realized, paper=paper)
-    if fmt == "markdown":
-        backbones = ", ".join(dict.fromkeys(r["backbone"] for r in records))
-        datasets = ", ".join(dict.fromkeys(r["dataset"] for r in records))
-        seeds = len({r["seed"] for r in records})
-        caption = f"{grid.name}: {METRICS[metric]} — {datasets}, {backbones}; {len(records)} cells, {seeds} seed(s)"
-        if grid.layout == "real":
-            caption += "; cells: best / last"
-        return caption + "\n\n" + text
-    return text
-
-
 def cmd_table(args: argparse.Namespace) -> int:
-    from nlbench.atomic import atomic_write_bytes
-    from nlbench.grids import expand, load_grid
-    from nlbench.records import load_records
+    from nlbench.grids import expand, load_grid  # torch-backed
 
     grid = load_grid(args.grid)
-    records = load_records(_results(args), expand(grid, seeds=args.seeds))
-    text = _table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized, paper=args.paper)
+    records = load_records(results_folder(args), expand(grid, seeds=args.seeds))
+    text = table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized, paper=args.paper)
     if args.plot:
-        from nlbench.plots import leaderboard_bars
-
         print(f"wrote {leaderboard_bars(records, args.plot, metric=args.metric)}")
     if args.output:
         atomic_write_bytes(Path(args.output), (text + "\n").encode())
@@ -146,60 +127,19 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with nlbench's error convention: one line ``nlbench: error: …`` and exit code 2, no usage
-    dump (``--help`` shows it). Subcommand parsers inherit the class."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"nlbench: error: {' '.join(message.split())}\n")
-
-    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
-        # argparse turns `--opt=--` into [] without calling the option's type; refuse it instead.
-        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
-            self.error(f"argument {'/'.join(action.option_strings)}: expected one value; got '--'")
-        return super()._get_values(action, arg_strings)
-
-
-def int_at_least(minimum: int) -> typing.Callable[[str], int]:
-    """argparse type: an integer ≥ ``minimum``, refused with the bad value and the valid range."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer ≥ {minimum}") from None
-        if value < minimum:
-            why = "is negative" if minimum == 0 else f"is not ≥ {minimum}"
-            raise argparse.ArgumentTypeError(f"{value} {why}; expected an integer ≥ {minimum}")
-        return value
-
-    parse.__name__ = f"integer ≥ {minimum}"  # argparse names the type in its messages
-    return parse
-
-
-positive_int = int_at_least(1)
-non_negative_int = int_at_least(0)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    import time
-
-    from nlbench.grids import expand, load_grid
-    from nlbench.records import load_records
-    from nlbench.report import build_report
+    from nlbench.grids import expand, load_grid  # torch-backed
 
     if args.screenshot_width < 100:
         raise ConfigError(f"--screenshot-width {args.screenshot_width}; expected a width of at least 100 pixels")
     started = time.perf_counter()
     grid = load_grid(args.grid)
-    results = _results(args)
+    results = results_folder(args)
     records = load_records(results, expand(grid, seeds=args.seeds))
     out = Path(args.out) if args.out else results / grid.name / "report"
     index = build_report(grid, records, results=results, out=out)
     print(f"wrote {index} ({len(records)} records, {time.perf_counter() - started:.1f} s)")
     if args.screenshot:
-        from nlbench.report_browser import check_page, shrink_png
-
         check = check_page(index, screenshot=args.screenshot)
         shrink_png(args.screenshot, width=args.screenshot_width)
         print(f"wrote {args.screenshot}; headless Chromium: {check.summary()}")
@@ -208,8 +148,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nlbench.tables import FORMATS, METRICS
-
     parser = Parser(
         prog="nlbench", description="Benchmark learning-with-noisy-labels methods on pre-trained backbones."
     )
@@ -234,9 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bars (default: on a terminal, off when CI is set)")
     p.add_argument("--weights", action="append", metavar="[NAME=]PATH",
                    help="local checkpoint file for a backbone of the grid (repeatable); works offline")
-    from nlbench.cli_cluster import add_run_arguments
-
-    add_run_arguments(p)
+    cli_cluster.add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("table", help="leaderboard of a grid's records in the paper's layout")
@@ -260,8 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     # Commands of other areas live beside their code; each module adds its own subparsers.
-    from nlbench import cli_backbones, cli_cluster, cli_data
-
     for module in (cli_data, cli_backbones, cli_cluster):
         module.add_commands(sub)
     return parser

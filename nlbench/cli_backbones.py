@@ -14,15 +14,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nlbench.errors import ConfigError
-from nlbench.grids import Grid
+from nlbench.registry import BACKBONES
+
+if TYPE_CHECKING:  # an annotation only: importing grids at run time would load torch for `nlbench --help`
+    from nlbench.grids import Grid
 
 
 def parse_backbone_specs(specs: list[str] | None) -> list[tuple[str, str | None]]:
     """``['vit_b16', 'resnet50@a1_in1k']`` → [(name, tag or None)], names checked; default: every backbone."""
-    from nlbench.registry import BACKBONES
-
     if not specs:
         return [(name, None) for name in BACKBONES.names()]
     out = []
@@ -71,6 +73,7 @@ def _size(path: str | Path) -> str:
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    # torch-backed: imported when the command runs (see nlbench.cli's docstring)
     from nlbench.backbones import backbone_ref, create_backbone, file_digest
     from nlbench.backbones.hub import hf_cache_dir, ignore_weights_dir, offline, save_weights, weights_file_name
 

@@ -12,8 +12,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from nlbench.executors import SlurmOptions
+from nlbench.cli_common import results_folder, table_text
+from nlbench.errors import ConfigError
+from nlbench.executors import EXECUTORS, SlurmOptions, resolve_slurm_options
+from nlbench.records import load_records
+from nlbench.status import ClusterUnavailable, cell_statuses, counts, format_status, wait_for_cells
+
+if TYPE_CHECKING:  # an annotation only; grids loads torch when a command runs (nlbench.cli's docstring)
     from nlbench.grids import Grid
 
 
@@ -32,8 +37,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """``nlbench run`` options of the executors (the run subparser calls this)."""
-    from nlbench.executors import EXECUTORS
-
     p.add_argument("--executor", default="local", choices=EXECUTORS,
                    help="local: this process, cell after cell (default); slurm: one job array through submitit; "
                         "debug: submitit's in-process debug executor (pdb on an error)")
@@ -63,8 +66,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def slurm_options(args: argparse.Namespace, grid: Grid) -> SlurmOptions:
     """The resolved ``SlurmOptions`` of a ``run`` command line."""
-    from nlbench.executors import resolve_slurm_options
-
     cli = {name: getattr(args, f"slurm_{name}", None) for name in
            ("partition", "account", "qos", "gpus", "cpus_per_task", "mem_gb", "time_min", "array_parallelism",
             "signal_delay_s", "max_requeues")}
@@ -76,10 +77,9 @@ def slurm_options(args: argparse.Namespace, grid: Grid) -> SlurmOptions:
 
 def run_slurm(args: argparse.Namespace, grid: Grid, results: Path, cache: Path, options: SlurmOptions) -> int:
     """Submit; with --wait, poll to the end and print status and table. Exit code 1 if a cell failed."""
-    from nlbench.errors import ConfigError
+    # torch-backed: the grid's cells and the runner (nlbench.cli's docstring)
     from nlbench.grids import expand
     from nlbench.runner import submit_grid
-    from nlbench.status import ClusterUnavailable, counts, format_status, wait_for_cells
 
     try:
         submit_grid(grid, results=results, options=options, cache=cache, seeds=args.seeds)
@@ -90,24 +90,19 @@ def run_slurm(args: argparse.Namespace, grid: Grid, results: Path, cache: Path, 
     except ClusterUnavailable as exc:
         raise ConfigError(f"cannot query SLURM for grid {grid.name!r}: {exc}") from None
     print(format_status(grid.name, statuses))
-    from nlbench.cli import _table_text
-    from nlbench.records import load_records
-
     records = load_records(results, cells)
     if records:
         print()
-        print(_table_text(grid, records, metric="test_acc_best", fmt="markdown", realized=False))
+        print(table_text(grid, records, metric="test_acc_best", fmt="markdown", realized=False))
     return 1 if counts(statuses)["failed"] else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from nlbench.cli import _results
-    from nlbench.errors import ConfigError
+    # torch-backed: the grid's cells (nlbench.cli's docstring)
     from nlbench.grids import expand, load_grid
-    from nlbench.status import ClusterUnavailable, cell_statuses, format_status
 
     grid = load_grid(args.grid)
-    results = _results(args)
+    results = results_folder(args)
     cells = expand(grid, seeds=args.seeds)
     try:
         statuses = cell_statuses(cells, results, use_sacct=not args.no_sacct)

@@ -12,11 +12,18 @@ off-diagonal entries of the realized transition matrix; ``--plot`` saves the mat
 from __future__ import annotations
 
 import argparse
+import io
+import math
 from pathlib import Path
 
+import numpy as np
 import tomllib
 
+from nlbench.atomic import atomic_write_bytes
+from nlbench.cli_common import non_negative_int
 from nlbench.errors import ConfigError
+from nlbench.grid_schema import check, check_rate, dataset_options_model
+from nlbench.registry import DATASETS, NOISE
 
 
 def _parse_options(items: list[str] | None, what: str) -> dict:
@@ -34,8 +41,6 @@ def _parse_options(items: list[str] | None, what: str) -> dict:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from nlbench.registry import DATASETS
-
     entry = DATASETS.entry(args.dataset)
     prepare = entry.meta.get("prepare")
     if prepare is None:
@@ -56,9 +61,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def _check_audit_args(args: argparse.Namespace) -> tuple[dict, dict]:
     """(dataset options, noise options), every argument checked before anything is drawn or written."""
-    from nlbench.grid_schema import check, check_rate, dataset_options_model
-    from nlbench.registry import DATASETS, NOISE
-    from nlbench.validate import check_output_folder
+    from nlbench.validate import check_output_folder  # torch-backed (nlbench.cli's docstring)
 
     DATASETS.entry(args.dataset)
     NOISE.entry(args.noise)
@@ -77,10 +80,9 @@ def _check_audit_args(args: argparse.Namespace) -> tuple[dict, dict]:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    # torch-backed: labels, noise models and datasets (nlbench.cli's docstring)
     from nlbench.labels import draw_noise
-    from nlbench.noise import check_noise_options
+    from nlbench.noise import NoisyLabels, check_noise_options, label_digest, transition_matrix
     from nlbench.validate import load_checked_dataset
 
     dataset_options, options = _check_audit_args(args)
@@ -94,8 +96,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if clean is None:
             print(f"{args.dataset}: labels as given; no clean training labels exist, so the realized rate is unknown")
             return 0
-        from nlbench.noise import NoisyLabels, label_digest, transition_matrix
-
         result = NoisyLabels(labels=given, is_noisy=given != clean,
                              transition=transition_matrix(clean, given, dataset.num_classes), model="none",
                              rate=0.0, convention="real", digest=label_digest(given))
@@ -128,12 +128,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def plot_transition(matrix, path: Path, names: list[str], *, title: str) -> None:
     """Save the (C, C) transition matrix as a heat-map PNG (rows: true class, columns: noisy label)."""
-    import matplotlib
+    import matplotlib  # only for --plot: not loaded by every command
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from nlbench.atomic import atomic_write_bytes
 
     c = len(matrix)
     size = min(12.0, 3.0 + 0.09 * c)
@@ -152,8 +150,6 @@ def plot_transition(matrix, path: Path, names: list[str], *, title: str) -> None
                     ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="black" if matrix[i, j] > 0.6 else "white")
     fig.tight_layout()
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
@@ -162,8 +158,6 @@ def plot_transition(matrix, path: Path, names: list[str], *, title: str) -> None
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register this module's subcommands on the ``nlbench`` parser."""
-    from nlbench.cli import non_negative_int
-
     p = sub.add_parser("prepare", help="check a dataset's files (names, counts, checksums); say what is missing")
     p.add_argument("dataset", help="registered dataset name (nlbench list datasets)")
     p.add_argument("--root", help="the dataset's folder (for csv: the CSV file)")

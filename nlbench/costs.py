@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 
 from nlbench.backbones import BackboneCost, backbone_facts, forward_gflops
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
 from nlbench.identity import feature_group
 from nlbench.registry import BACKBONES, METHODS
+from nlbench.spec import CellSpec
 
 __all__ = ["BackboneCost", "backbone_cost", "measured_cost", "estimate_gpu_hours", "compile_pays"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nlbench.atomic import atomic_write_bytes
-from nlbench.grids import CellSpec
+from nlbench.spec import CellSpec
 
 
 def finetuned_features_path(results: str | Path, spec: CellSpec) -> Path:
@@ -55,6 +55,7 @@ def load_test_features(path: str | Path) -> SavedTestFeatures | None:
 def knn_accuracy(features: np.ndarray, labels: np.ndarray, *, k: int = 10, folds: int = 5, seed: int = 0) -> float:
     """Accuracy (%) of a k-NN classifier (cosine distance) of the clean ``labels``, out-of-fold over
     ``folds`` stratified folds of the features themselves."""
+    # scikit-learn: heavy, for the report's distortion only
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
     from threadpoolctl import threadpool_limits
@@ -72,7 +73,7 @@ def tsne_embedding(features: np.ndarray, *, seed: int = 0, max_points: int = 500
                    max_iter: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """(2-D t-SNE coordinates, indices of the points used): at most ``max_points`` seeded samples and
     ``max_iter`` iterations, so a report stays within seconds."""
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # scikit-learn: heavy, for the report's distortion only
     from threadpoolctl import threadpool_limits
 
     n = len(features)

@@ -15,6 +15,7 @@ and ``nlbench.validate``, which call the registries and the noise models' code.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import re
 import typing
@@ -25,6 +26,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 from nlbench.errors import ConfigError
+from nlbench.registry import DATASETS, METHODS
+from nlbench.train_config import TrainConfig
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 # One path component: no separator, no '..', no leading dot or dash (hidden files, options).
@@ -168,16 +171,12 @@ def _dataclass_model(cls: type, name: str, *, ranges: dict[str, Any] | None = No
 @functools.cache
 def train_model() -> type[BaseModel]:
     """The ``[train]`` table: TrainConfig's fields with their types, plus TRAIN_RANGES / TRAIN_CHOICES."""
-    from nlbench.train import TrainConfig
-
     return _dataclass_model(TrainConfig, "TrainTable", ranges=TRAIN_RANGES, choices=TRAIN_CHOICES)
 
 
 @functools.cache
 def params_model(method: str) -> type[BaseModel]:
     """A method's ``params``: the fields of its frozen dataclass (ranges are its own ``__post_init__``)."""
-    from nlbench.registry import METHODS
-
     return _dataclass_model(METHODS.get(method), f"{method}_params")
 
 
@@ -196,10 +195,6 @@ def check_params(method: str, params: Any) -> dict:
 
 def dataset_options_model(dataset: str) -> type[BaseModel]:
     """A dataset loader's keyword arguments, typed from its signature."""
-    import inspect
-
-    from nlbench.registry import DATASETS
-
     loader = DATASETS.get(dataset)
     hints = typing.get_type_hints(loader)
     spec = {name: (hints.get(name, Any), p.default if p.default is not inspect.Parameter.empty else ...)
@@ -270,8 +265,6 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
         name = m.get("method") if isinstance(m, dict) else None
         entry = check(MethodEntry, m, f"{where}: methods entry {_describe(m)}",
                       f"{where}: unknown field(s) {{names}} in the methods entry of {name!r}; expected: {{expected}}")
-        from nlbench.registry import METHODS
-
         METHODS.entry(entry.method)  # the valid names, before its params are typed
         check_params(entry.method, entry.params)
         methods.append(m)
@@ -280,8 +273,6 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
     if len(set(top.seeds)) != len(top.seeds):
         raise ConfigError(f"{where}: seeds {top.seeds} repeat a seed; expected distinct non-negative integers")
     check_train(top.train)
-
-    from nlbench.registry import DATASETS
 
     options = {}
     for dataset, opts in top.dataset_options.items():

@@ -13,125 +13,22 @@ different params), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), 
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import tomllib
 
 from nlbench.errors import ConfigError
+from nlbench.grid_schema import SAFE_NAME, check_grid_table
+from nlbench.methods import build_method, method_params
 from nlbench.registry import BACKBONES, DATASETS, NOISE
+from nlbench.spec import CellSpec
+from nlbench.train_config import TrainConfig
 
 LAYOUTS = ("table1", "real")
 TAG_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    """One run: everything that determines its record (the grid name excepted)."""
-
-    grid: str
-    dataset: str
-    backbone: str
-    noise: str
-    rate: float
-    method: str
-    mode: str
-    seed: int
-    backbone_tag: str | None = None
-    backbone_weights: str | None = None
-    noise_options: dict = field(default_factory=dict)
-    method_params: dict = field(default_factory=dict)  # resolved: every field, defaults included
-    dataset_options: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)  # resolved TrainConfig
-    val_labels: str = "noisy"
-    method_tag: str | None = None  # names a variant of a method (its params differ); part of the cell id
-
-    @property
-    def method_key(self) -> str:
-        """The method as tables and ids name it: ``dividemix`` or, for a tagged variant, ``dividemix@long``."""
-        return f"{self.method}@{self.method_tag}" if self.method_tag else self.method
-
-    @property
-    def cell_id(self) -> str:
-        """Path-safe, human-readable id (the config hash decides whether a record is current)."""
-        tag = f"@{self.backbone_tag}" if self.backbone_tag else ""
-        parts = [self.dataset, f"{self.backbone}{tag}", f"{self.noise}{self.rate:g}", self.mode, self.method_key,
-                 f"seed{self.seed}"]
-        return "__".join(p.replace("/", "-").replace(" ", "") for p in parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def config_hash(self) -> str:
-        """sha256 of everything that determines the record: the [train] fields this cell's phases read
-        (``train_fields_used``) and the content, not the path, of a local weights or mapping file."""
-        d = self.as_dict()
-        d.pop("grid")
-        if d["method_tag"] is None:
-            d.pop("method_tag")  # untagged cells keep the hashes they had before tags existed
-        d["train"] = train_fields_used(self.method, self.mode, self.train)
-        if self.backbone_weights:
-            d["backbone_weights"] = _file_identity(self.backbone_weights)
-        mapping = self.noise_options.get("mapping_file")
-        if isinstance(mapping, str):
-            d["noise_options"] = {**self.noise_options, "mapping_file": _file_identity(mapping)}
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CellSpec:
-        return cls(**d)
-
-
-# [train] fields read by one kind of phase only: a cell's config hash covers the fields its phases read, so
-# changing lp_epochs does not invalidate fine-tuning cells. Every other field (device, amp, a new one) is
-# read by both and hashed for every cell.
-FFT_ONLY_FIELDS = ("augment", "compile", "save_finetuned_features")
-
-
-def train_fields_used(method: str, mode: str, train: dict) -> dict:
-    """The part of a resolved [train] table that a cell of ``method`` in ``mode`` reads. A method whose fft
-    mode also trains linear probes (confident learning's cross-validated probes) declares
-    ``probes_in_fft_mode = True``."""
-    from nlbench.registry import METHODS
-
-    phases = set(mode.split("-"))
-    uses_lp = "lp" in phases or bool(getattr(METHODS.get(method), "probes_in_fft_mode", False))
-    uses_fft = "fft" in phases
-
-    def used(name: str) -> bool:
-        if name.startswith("lp_"):
-            return uses_lp
-        if name.startswith("fft_") or name in FFT_ONLY_FIELDS:
-            return uses_fft
-        return True
-
-    return {k: v for k, v in train.items() if used(k)}
-
-
-@functools.lru_cache(maxsize=256)
-def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _file_identity(path: str) -> dict:
-    """A file as a config hash sees it: its content's sha256 (the path where it cannot be read here)."""
-    try:
-        st = os.stat(path)
-        return {"sha256": _sha256_of(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)}
-    except OSError:
-        return {"path": path, "sha256": None}
 
 
 @dataclass(frozen=True)
@@ -167,8 +64,6 @@ def list_grids() -> list[tuple[str, str]]:
 def load_grid(name_or_path: str) -> Grid:
     """A registered grid by name, or a grid file by path; its schema checked (``grid_schema``) and its
     relative paths resolved against the file's folder."""
-    from nlbench.grid_schema import check_grid_table
-
     files = grid_files()
     path = Path(name_or_path)
     if name_or_path in files:
@@ -197,10 +92,6 @@ def _as_list(raw: dict, key: str, grid: str) -> list:
 def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
     """All cells of ``grid`` in a stable order, validated. ``seeds`` overrides the grid's seed list with
     range(seeds)."""
-    from nlbench.grid_schema import SAFE_NAME, check_grid_table
-    from nlbench.methods import build_method, method_params
-    from nlbench.train import TrainConfig
-
     if not (isinstance(grid.name, str) and SAFE_NAME.fullmatch(grid.name)):
         raise ConfigError(f"grid name {grid.name!r} is not one path component (letters, digits, '.', '-', '_')")
     raw = check_grid_table(grid.raw, label=grid.name)
@@ -211,7 +102,7 @@ def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
     seed_list = list(range(seeds)) if seeds is not None else list(raw.get("seeds", [0]))
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ConfigError(f"--seeds must be ≥ 1; got {seeds}")
-    train = asdict(TrainConfig.from_dict(dict(raw.get("train", {}))))
+    train = asdict(TrainConfig.from_dict(dict(raw.get("train", {}))))  # checked here; each spec types it again
     val_labels = raw.get("val_labels", "noisy")
     if val_labels not in ("noisy", "clean"):
         raise ConfigError(f"grid {grid.name!r}: val_labels {val_labels!r}; expected one of: clean, noisy")
@@ -237,24 +128,25 @@ def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
             raise ConfigError(f"grid {grid.name!r}: unknown field(s) {', '.join(unknown)} in the methods entry of "
                               f"{m.get('method')!r}; expected: method, mode, params, tag")
         name, mode = m.get("method", ""), m.get("mode", "")
-        params = method_params(build_method(name, mode, m.get("params", {})))
+        method = build_method(name, mode, m.get("params", {}))
         tag = m.get("tag")
         if tag is not None and not (isinstance(tag, str) and TAG_PATTERN.fullmatch(tag)):
             raise ConfigError(f"grid {grid.name!r}: method tag {tag!r} of {name!r}; expected letters, digits, '.', "
                               "'-' or '_'")
-        resolved_methods.append((name, mode, params, tag))
+        resolved_methods.append((name, mode, method, tag))
 
     cells = []
     for dataset in datasets:
         for b in backbones:
             for model, rate, noise_options in resolved_noise:
-                for name, mode, params, tag in resolved_methods:
+                for name, mode, method, tag in resolved_methods:
                     for seed in seed_list:
                         cells.append(CellSpec(
                             grid=grid.name, dataset=dataset, backbone=b["name"], noise=model, rate=rate,
                             method=name, mode=mode, seed=int(seed), backbone_tag=b.get("tag"),
                             backbone_weights=b.get("weights"), noise_options=noise_options,
-                            method_params=params, dataset_options=dict(dataset_options.get(dataset, {})),
+                            method_params=method_params(method), method_instance=method,
+                            dataset_options=dict(dataset_options.get(dataset, {})),
                             train=train, val_labels=val_labels, method_tag=tag,
                         ))
     seen: set[str] = set()

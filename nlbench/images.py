@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from nlbench.datasets import Split
+from nlbench.datasets.files import PathImages
 
 
 class ImageSource(Protocol):
@@ -51,7 +52,5 @@ def image_source(split: Split, device: torch.device) -> ImageSource:
     if split.images is not None:
         return TensorImages(split.images, device)
     if split.paths is not None:
-        from nlbench.datasets.files import PathImages
-
         return PathImages(split.paths, device)
     raise ValueError("split has neither images nor paths")

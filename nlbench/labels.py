@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nlbench.atomic import atomic_write_bytes
+from nlbench.cell_engine import build_trainer
 from nlbench.datasets import Dataset
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
-from nlbench.identity import cell_feature_key, feature_group
+from nlbench.identity import feature_group
 from nlbench.noise import NoisyLabels, apply_noise, label_digest, transition_matrix
+from nlbench.spec import CellSpec
 
 # Bump when a noise model's output changes for the same arguments: saved labels of older versions are then
 # recomputed rather than reused. 2: inst noise on pixels takes the raw 0-255 values by default (Xia et al.'s code).
@@ -80,24 +82,11 @@ def noise_inputs(dataset: Dataset, kind: str, *, spec: CellSpec | None = None,
 
 
 def _backbone_features(spec: CellSpec, dataset: Dataset, cache: Path) -> np.ndarray:
-    # Built exactly as run_cell builds its trainer, so the features are the cached ones its LP phase reads.
-    import functools
-
-    from nlbench.backbones import create_backbone
-    from nlbench.features import FeatureCache
-    from nlbench.images import image_source
-    from nlbench.runner import make_transform
-    from nlbench.train import TrainConfig, Trainer
-
+    # The cell's own engine (build_trainer), so the features are the cached ones its LP phase reads.
     placeholder = np.zeros(len(dataset.train), dtype=np.int64)
-    trainer = Trainer(
-        config=TrainConfig(**spec.train), num_classes=dataset.num_classes, labels=placeholder,
-        val_labels=np.zeros(len(dataset.val), dtype=np.int64), test_labels=np.zeros(len(dataset.test), dtype=np.int64),
-        images=lambda split, device: image_source(dataset.split(split), device),
-        backbone_factory=functools.partial(create_backbone, spec.backbone, pretrained=True,
-                                           weights=spec.backbone_weights, tag=spec.backbone_tag),
-        feature_cache=FeatureCache(cache), feature_key=cell_feature_key(spec, dataset),
-        transform=make_transform(spec, dataset), seed=spec.seed, log=lambda _msg: None,
+    trainer = build_trainer(
+        spec, dataset, cache, labels=placeholder, val_labels=np.zeros(len(dataset.val), dtype=np.int64),
+        test_labels=np.zeros(len(dataset.test), dtype=np.int64), log=lambda _msg: None,
     )
     return np.concatenate([trainer.features("train").cpu().numpy(), trainer.features("val").cpu().numpy()])
 
@@ -155,8 +144,6 @@ def draw_noise(dataset: Dataset, model: str, rate: float, seed: int, options: di
 
 def save(path: Path, key: dict, result: NoisyLabels) -> None:
     """Write the label vector (.npz) and then its key and hash (.json, the commit mark), each atomically."""
-    from nlbench.atomic import atomic_write_bytes
-
     buf = io.BytesIO()
     arrays = {"labels": result.labels}
     if result.expected_transition is not None:

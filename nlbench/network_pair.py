@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from nlbench import checkpoint as ckpt
 from nlbench.errors import ConfigError
 from nlbench.semisup import (
     co_guess,
@@ -317,8 +318,6 @@ class NetworkPair:
         """(first epoch to run, the method's own saved state): restores both networks, optimisers,
         schedules, random states, step counts, selections, counters and ``fit``'s history from the cell's
         checkpoint; (0, {}) when there is none, or it belongs to another run."""
-        from nlbench import checkpoint as ckpt
-
         path = self._checkpoint_path(name)
         state = ckpt.load_checkpoint(path, self.device) if path is not None else None
         if state is not None and state.get("fingerprint") != self._fingerprint(name):
@@ -355,8 +354,6 @@ class NetworkPair:
         """After ``epoch`` (0-based) is trained and evaluated: note its seconds (fft mode; the SLURM
         time-limit check reads them) and save everything ``resume`` restores. ``method_state`` holds the
         method's own loop state (tensors, numbers, lists: loadable with weights_only)."""
-        from nlbench import checkpoint as ckpt
-
         if self.mode == "fft":
             now = time.perf_counter()
             self.trainer.fft_epoch_seconds = (self.trainer.fft_epoch_seconds or []) + [round(now - self._started, 3)]

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nlbench.datasets.cifar import CIFAR100_SUPERCLASSES
 from nlbench.errors import ConfigError
 from nlbench.registry import NOISE, register_noise
 
@@ -249,8 +251,6 @@ def asym_targets(dataset: str | None, num_classes: int, convention: str) -> np.n
             raise ConfigError(f"asym convention 'block' needs a multiple of 5 classes; got {num_classes}")
         return _cycle_within([list(range(s, s + 5)) for s in range(0, num_classes, 5)], num_classes)
     if convention == "superclass":
-        from nlbench.datasets.cifar import CIFAR100_SUPERCLASSES
-
         if num_classes != 100:
             raise ConfigError(f"asym convention 'superclass' needs CIFAR-100's 100 classes; got {num_classes}")
         return _cycle_within([list(g) for g in CIFAR100_SUPERCLASSES], 100)
@@ -427,7 +427,7 @@ def instance_dependent(
     the reference's 0-255 values: large scores, so each sample's flips concentrate on one wrong class)
     or 'standardised' (per-channel standardised pixels: flips spread over more classes).
     """
-    from scipy.stats import truncnorm
+    from scipy.stats import truncnorm  # scipy: heavy, for the inst model only
 
     _check_options("inst", opts, ("inputs_kind", "pixel_scale", "std"))
     if inputs_kind not in INST_INPUTS:
@@ -477,8 +477,6 @@ def check_noise_options(model: str, rate: float, options: Mapping[str, object], 
     """Raise ConfigError for anything ``apply_noise`` would refuse (an unknown option, asym ≥ 0.5 without
     force, a bad or missing mapping file…) without drawing the dataset's labels: the model's own code runs on
     one dummy sample, so grids are checked with the very rules their cells will meet."""
-    import warnings
-
     mapping = options.get("mapping_file")
     if model == "asym" and isinstance(mapping, str) and Path(mapping).suffix == ".json" and Path(mapping).is_file():
         _check_json_mapping(Path(mapping))

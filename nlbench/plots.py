@@ -10,7 +10,7 @@ from nlbench.tables import METRICS, _row_key, records_frame, row_label, setting_
 def leaderboard_bars(records: list[dict], path: str | Path, *, metric: str = "test_acc_best") -> Path:
     """Save a PNG with one panel per backbone: noise settings on the x axis, one bar per method row
     (mean over seeds, error bar = std)."""
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only for `table --plot`
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

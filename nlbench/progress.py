@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from nlbench.grids import CellSpec
+from nlbench.spec import CellSpec
 
 
 def cell_kind(spec: CellSpec) -> tuple:

@@ -29,7 +29,7 @@ from pydantic import ConfigDict, Strict, TypeAdapter, ValidationError
 
 from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
+from nlbench.spec import CellSpec
 
 SCHEMA_VERSION = 2
 # The cell's identity: stored once, at the top level of a record (tables group by these). The rest of the

@@ -17,12 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
 
+from nlbench import __version__
 from nlbench import report_figures as figs
 from nlbench.atomic import atomic_write_bytes
+from nlbench.distortion import knn_accuracy, load_test_features, tsne_embedding
 from nlbench.errors import ConfigError
+from nlbench.stats import friedman_nemenyi, score_matrix
 from nlbench.tables import (
     NOISE_ORDER,
     _row_key,
@@ -120,7 +124,7 @@ def fmt_mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
 
 
 def _background(value: float, scale: float, cmap: str) -> str:
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     if math.isnan(value):
         return ""
@@ -191,8 +195,6 @@ def paper_delta_section(df: pd.DataFrame) -> Section:
 
 
 def ranks_section(df: pd.DataFrame, out_dir: Path) -> Section:
-    from nlbench.stats import friedman_nemenyi, score_matrix
-
     section = Section("ranks", "Ranks across settings")
     frame = df[["block", "row", "best"]].rename(columns={"row": "method"})
     matrix, incomplete = score_matrix(frame, value="best")
@@ -357,8 +359,6 @@ def cost_section(df: pd.DataFrame, out_dir: Path) -> Section:
 
 
 def distortion_section(df: pd.DataFrame, results: Path, out_dir: Path) -> Section:
-    from nlbench.distortion import knn_accuracy, load_test_features, tsne_embedding
-
     section = Section("distortion", "Feature distortion")
     found = []
     for r in df[df["mode"].isin(["fft", "lp-fft"])].itertuples():
@@ -433,10 +433,6 @@ def distortion_section(df: pd.DataFrame, results: Path, out_dir: Path) -> Sectio
 # ---------------------------------------------------------------------------------------------- page
 def build_report(grid, records: list[dict], *, results: str | Path, out: str | Path) -> Path:
     """Write ``<out>/index.html`` and its figures for ``records`` of ``grid``; returns the page's path."""
-    import jinja2
-
-    from nlbench import __version__
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; expected a folder (created if missing)")

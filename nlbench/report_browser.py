@@ -8,12 +8,16 @@ google-chrome on PATH); Playwright's own browser builds are never fetched.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+
+from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
 
 # Flags for sandboxes and CI machines without a display, user namespace or network.
@@ -63,7 +67,7 @@ def check_page(index: str | Path, *, screenshot: str | Path | None = None, width
     """Load ``index`` from its file URL in headless Chromium and check it; save a PNG of the first
     ``width`` × ``height`` pixels (or the whole page) to ``screenshot``."""
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # playwright: optional (the `browser` extra)
     except ImportError:
         raise ConfigError("checking the page needs Playwright: pip install playwright (it drives the system's "
                           "Chromium; no browser download)") from None
@@ -100,12 +104,6 @@ def check_page(index: str | Path, *, screenshot: str | Path | None = None, width
 def shrink_png(path: str | Path, *, width: int = 900, colours: int = 128) -> Path:
     """Scale a screenshot down to ``width`` pixels and quantise it to ``colours`` colours (a README-sized
     PNG); rewritten atomically."""
-    import io
-
-    from PIL import Image
-
-    from nlbench.atomic import atomic_write_bytes
-
     with Image.open(path) as image:
         image = image.convert("RGB")
         if image.width > width:

@@ -26,7 +26,7 @@ class FigureFiles:
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # matplotlib: loaded only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -60,7 +60,7 @@ def cd_diagram(ranks: pd.Series, pairwise_p: pd.DataFrame, *, cd: float, alpha: 
                caption: str) -> FigureFiles:
     """Critical-difference diagram (scikit-posthocs): average ranks on the axis, methods that Nemenyi's
     test cannot tell apart at ``alpha`` joined by a bar."""
-    import scikit_posthocs as sp
+    import scikit_posthocs as sp  # scikit-posthocs (scipy): heavy, for the rank diagram only
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(ranks) + 1.2))
@@ -109,7 +109,7 @@ def selection_curves(selection: pd.DataFrame, *, rows: list[str], settings: list
     std over seeds), one line per setting. ``selection`` has columns row, setting, step, size, precision,
     recall."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # matplotlib: loaded only when a figure is drawn
 
     palette = colours(settings)
     metrics = [("size", "selected samples"), ("precision", "precision (%)"), ("recall", "recall (%)")]

@@ -1,202 +1,43 @@
-"""Runs cells: grid → cells → noise → features/backbone → method → record.
+"""The grid level: plans a grid's cells, runs them in this process or submits them to SLURM, describes a plan.
 
-``run_cell`` is a top-level function of a cell spec and two folders (results, cache) that reads and
-writes files only, so any executor can ship it to another process or a cluster node. ``run_grid``
-skips finished cells and hands the rest to an executor.
+One cell is the cell layer's (``nlbench.cell``): ``run_grid`` skips finished cells and hands the rest to
+``run_cell_once`` (or, with the debug executor, to the jobs SLURM would run); ``submit_grid`` submits them
+through ``nlbench.executors``; ``describe_plan`` is the dry run.
 """
 
 from __future__ import annotations
 
-import functools
-import platform
-import resource
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from submitit.core.utils import FailedJobError, FailedSubmissionError
+from tqdm.auto import tqdm
 
-from nlbench import identity
 from nlbench.atomic import check_writable
-from nlbench.backbones import create_backbone
-from nlbench.checkpoint import checkpoint_dir, remove_checkpoints
-from nlbench.datasets import Dataset, load_dataset
-from nlbench.distortion import finetuned_features_path
+from nlbench.cell import run_cell, run_cell_once, summary_line  # noqa: F401 (run_cell: the cell's entry point, re-exported)
+from nlbench.costs import estimate_gpu_hours
+from nlbench.datasets import load_dataset
 from nlbench.errors import ConfigError
-from nlbench.features import FeatureCache, FeatureKey, default_cache_dir
-from nlbench.grids import CellSpec, Grid, expand, grid_files
-from nlbench.images import image_source
-from nlbench.interrupts import note
-from nlbench.labels import noisy_labels
-from nlbench.locks import claim_cell
-from nlbench.methods import CellContext, DatasetFacts, NominalNoise, build_method
-from nlbench.noise import NoisyLabels
+from nlbench.executors import (
+    CellJob,
+    JobGroup,
+    SlurmOptions,
+    check_time_limit,
+    group_cells,
+    log_folder,
+    make_executor,
+    options_summary,
+    sbatch_preview,
+    state_dir,
+)
+from nlbench.features import FeatureCache, default_cache_dir
+from nlbench.grids import Grid, expand, grid_files
+from nlbench.identity import cell_feature_key, feature_group
 from nlbench.progress import GridProgress
-from nlbench.records import Cost, NoiseAudit, Record, cell_fields, is_done, record_path, records_dir, write_record
-from nlbench.train import TrainConfig, Trainer, determinism
-from nlbench.transforms import BatchTransform
-
-if TYPE_CHECKING:
-    from nlbench.executors import JobGroup, SlurmOptions
-    from nlbench.status import CellStatus
-
-
-def weights_identity(spec: CellSpec) -> str:
-    """What the backbone weights are, without building the model (``nlbench.identity.weights_identity``)."""
-    return identity.weights_identity(spec.backbone, spec.backbone_tag, spec.backbone_weights)
-
-
-def make_transform(spec: CellSpec, dataset: Dataset) -> Callable:
-    input_size = spec.train.get("input_size")
-
-    def transform(backbone, augment: bool) -> BatchTransform:
-        size = (input_size, input_size) if input_size else tuple(backbone.input_size)
-        return BatchTransform(size=size, mean=backbone.mean, std=backbone.std,
-                              interpolation=backbone.interpolation, augment=augment, hflip=dataset.hflip)
-
-    return transform
-
-
-def make_feature_key(spec: CellSpec, dataset: Dataset) -> Callable[[str, int], FeatureKey]:
-    """The cell's feature-cache keys (``nlbench.identity.cell_feature_key``)."""
-    return identity.cell_feature_key(spec, dataset)
-
-
-def selection_scores(selections: list[dict], is_noisy: np.ndarray | None) -> list[dict]:
-    """Size, precision and recall of each selected set against the true clean mask."""
-    out = []
-    for s in selections:
-        mask = s["mask"]
-        row = {"phase": s["phase"], "epoch": s["epoch"], "size": int(mask.sum())}
-        if is_noisy is not None:
-            clean = ~is_noisy
-            tp = int((mask & clean).sum())
-            row["precision"] = round(100.0 * tp / max(1, int(mask.sum())), 4)
-            row["recall"] = round(100.0 * tp / max(1, int(clean.sum())), 4)
-        out.append(row)
-    return out
-
-
-def oracle_transition(noise: NoisyLabels | None, num_classes: int) -> np.ndarray | None:
-    """The (C, C) transition matrix of the cell's synthetic noise in expectation (the realized one where the
-    model has no closed form), for methods' oracle options; None under real noise."""
-    if noise is None:
-        return None
-    matrix = noise.expected_transition if noise.expected_transition is not None else noise.transition
-    return np.asarray(matrix, dtype=np.float64)[:num_classes, :num_classes]
-
-
-def environment() -> dict:
-    versions = {}
-    for pkg in ("nlbench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "open_clip_torch", "submitit"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "versions": versions,
-            "git_commit": git_commit(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-@functools.cache
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def run_cell(spec: CellSpec, results: str | Path, cache: str | Path, *, progress: bool = False,
-             log: Callable[[str], None] = print) -> dict:
-    """Run one cell and write its record atomically; returns the record."""
-    start = time.perf_counter()
-    dataset = load_dataset(spec.dataset, **spec.dataset_options)
-    train_labels, val_labels, noise = noisy_labels(spec, dataset, cache)
-    config = TrainConfig(**spec.train)
-    trainer = Trainer(
-        config=config,
-        num_classes=dataset.num_classes,
-        labels=train_labels,
-        val_labels=val_labels,
-        test_labels=dataset.test.labels,
-        extra_test_labels={name: split.labels for name, split in dataset.extra_tests.items()},
-        images=lambda split, device: image_source(dataset.split(split), device),
-        backbone_factory=functools.partial(create_backbone, spec.backbone, pretrained=True,
-                                           weights=spec.backbone_weights, tag=spec.backbone_tag),
-        feature_cache=FeatureCache(cache),
-        feature_key=make_feature_key(spec, dataset),
-        transform=make_transform(spec, dataset),
-        seed=spec.seed,
-        log=log,
-        progress=progress,
-        # Fine-tuning checkpoints every epoch here; a re-run of an interrupted cell resumes from them.
-        checkpoint_dir=checkpoint_dir(results, spec),
-        finetuned_features_path=finetuned_features_path(results, spec),
-        config_hash=spec.config_hash,
-    )
-    context = CellContext(
-        mode=spec.mode, engine=trainer,
-        dataset=DatasetFacts(name=dataset.name, num_classes=dataset.num_classes, num_train=len(train_labels)),
-        noise=NominalNoise(spec.noise, float(spec.rate)),
-        oracle_transition=oracle_transition(noise, dataset.num_classes),
-    )
-    torch.manual_seed(spec.seed)
-    method = build_method(spec.method, spec.mode, spec.method_params)
-    # Threads and deterministic kernels for this cell only; the record states what the numbers depend on.
-    with determinism(config, trainer.device) as determinism_settings:
-        fit = method.run(context)
-    is_noisy = None
-    if dataset.train.labels is not None:
-        is_noisy = np.asarray(train_labels) != dataset.train.labels
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    record = Record(
-        **cell_fields(spec),
-        test_acc_best=fit.test_acc_best,
-        test_acc_last=fit.test_acc_last,
-        extra_test_acc_best=fit.extra_test_acc_best,
-        extra_test_acc_last=fit.extra_test_acc_last,
-        val_acc_best=fit.val_acc_best,
-        best_epoch=fit.best_epoch,
-        history=fit.history,
-        extra=fit.extra,
-        noise_audit=None if is_noisy is None else NoiseAudit(  # the nominal model and rate: the record's own
-            convention=noise.convention if noise else "real",
-            realized_rate=round(float(is_noisy.mean()), 6),
-            labels_sha256=noise.digest if noise else None,  # of train + val labels, as saved
-            transition=None if noise is None else np.round(noise.transition[: dataset.num_classes], 6),
-        ),
-        selection=selection_scores(trainer.selections, is_noisy),
-        cost=Cost(
-            wall_s=round(time.perf_counter() - start, 3),
-            peak_rss_mb=round(peak_mb, 1),
-            peak_cuda_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
-            feature_cache=trainer.cache_events,
-            counters=dict(trainer.counters),
-            # Per-epoch fine-tuning seconds (the SLURM time-limit check reads them) and resume points.
-            fft_epoch_s=trainer.fft_epoch_seconds or [],
-            resumed_from=trainer.resumed_from or [],
-        ),
-        env=environment(),
-        determinism=determinism_settings,
-    )
-    write_record(record_path(Path(results), spec), record)
-    remove_checkpoints(results, spec)  # only once the record is safely on disk
-    return record.to_dict()
-
-
-def summary_line(record: dict) -> str:
-    sel = record["selection"][-1] if record["selection"] else None
-    extra = f", clean set {sel['size']} (precision {sel.get('precision', float('nan')):.1f}%)" if sel else ""
-    cache = ",".join(f"{k}:{v}" for k, v in sorted(record["cost"]["feature_cache"].items()))
-    return (f"{record['cell_id']}: test {record['test_acc_best']:.2f} best / {record['test_acc_last']:.2f} last"
-            f"{extra}; {record['cost']['wall_s']:.1f} s" + (f"; features {cache}" if cache else ""))
+from nlbench.records import is_done, read_record, record_path, records_dir
+from nlbench.spec import CellSpec
+from nlbench.status import CellStatus, SubmissionState, cell_statuses
 
 
 def plan(grid: Grid, results: Path, *, seeds: int | None = None) -> tuple[list[CellSpec], list[CellSpec]]:
@@ -224,8 +65,6 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
     log(f"grid {grid.name}: {len(todo)} of {len(cells)} cells to run ({len(cells) - len(todo)} done)")
     if executor == "debug":
         return _run_debug(grid, todo, results=Path(results), cache=cache, log=log)
-    from tqdm.auto import tqdm
-
     records = []
     overall = GridProgress(len(cells), todo)
     for spec in tqdm(todo, desc=f"grid {grid.name}", disable=not progress, unit="cell"):
@@ -247,33 +86,8 @@ def check_writable_folders(results: Path, grid: str, cache: Path) -> None:
     check_writable(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
 
 
-def run_cell_once(spec: CellSpec, results: str | Path, cache: str | Path, *, progress: bool = False,
-                  log: Callable[[str], None] = print) -> dict | None:
-    """``run_cell`` under the cell's claim (nlbench.locks), so that processes sharing a grid never run a
-    cell twice; None when another live process holds the claim or finished the cell meanwhile."""
-    with claim_cell(results, spec.grid, spec.cell_id, log=log) as busy:
-        if busy is not None:
-            log(f"{spec.cell_id}: running in another process ({busy}); skipped")
-            return None
-        if is_done(Path(results), spec):  # finished by another process after our plan was made
-            log(f"{spec.cell_id}: finished by another process; skipped")
-            return None
-        try:
-            return run_cell(spec, results, cache, progress=progress, log=log)
-        except KeyboardInterrupt as exc:
-            resumes = "it resumes from its last checkpoint" if any(
-                checkpoint_dir(results, spec).glob("*.pt")) else "it runs again"
-            done = len(list(record_path(Path(results), spec).parent.glob("*.json")))
-            note(exc, f"cell {spec.cell_id} (a rerun skips the {done} finished record(s) in "
-                      f"{record_path(Path(results), spec).parent}; {resumes})")
-            raise
-
-
 def _run_debug(grid: Grid, todo: list[CellSpec], *, results: Path, cache: Path,
                log: Callable[[str], None]) -> list[dict]:
-    from nlbench.executors import CellJob, group_cells, log_folder, make_executor, state_dir
-    from nlbench.records import read_record
-
     state_dir(results, grid.name).mkdir(parents=True, exist_ok=True)
     executor = make_executor("debug", log_folder(results, grid.name), None, name=f"nlbench-{grid.name}")
     groups = group_cells(todo)
@@ -315,11 +129,6 @@ def submit_grid(grid: Grid, *, results: Path, options: SlurmOptions, cache: Path
     ``options`` is a resolved ``executors.SlurmOptions``. Holds the grid's state lock from the status query
     to the state update, so concurrent submissions cannot both submit a cell. sbatch's error is raised
     verbatim as ConfigError, with nothing recorded."""
-    from submitit.core.utils import FailedJobError, FailedSubmissionError
-
-    from nlbench.executors import CellJob, check_time_limit, group_cells, log_folder, make_executor, state_dir
-    from nlbench.status import SubmissionState, cell_statuses
-
     check_results_folder(Path(results), log)
     check_writable_folders(Path(results), grid.name, Path(cache) if cache is not None else default_cache_dir())
     # Absolute paths: jobs may start in another directory, and status may be asked from anywhere.
@@ -382,8 +191,6 @@ def describe_plan(grid: Grid, *, results: Path, cache: Path, seeds: int | None =
 
 
 def _cost_section(todo: list[CellSpec]) -> list[str]:
-    from nlbench.costs import estimate_gpu_hours
-
     if not todo:
         return []
     return ["estimated GPU time of the cells to run (H100, nlbench/costs.py):",
@@ -404,15 +211,15 @@ def _features_section(cells: list[CellSpec], cache: Path) -> list[str]:
     feature_cache = FeatureCache(cache)
     seen = set()
     for c in cells:
-        if c.mode not in ("lp", "lp-fft") or identity.feature_group(c) in seen:
+        if c.mode not in ("lp", "lp-fft") or feature_group(c) in seen:
             continue
-        seen.add(identity.feature_group(c))
+        seen.add(feature_group(c))
         try:
             dataset = load_dataset(c.dataset, **c.dataset_options)
         except Exception as exc:  # a dry run on a login node may lack the data: report, don't fail
             lines.append(f"  features {c.backbone}/{c.dataset}: dataset not loadable here ({exc})")
             continue
-        key = make_feature_key(c, dataset)
+        key = cell_feature_key(c, dataset)
         for split in ("train", "val", "test"):
             hit = feature_cache.load(key(split, 0), len(dataset.split(split))) is not None
             lines.append(f"  features {c.backbone}/{c.dataset}/{split}: {'cached' if hit else 'to compute'}")
@@ -421,15 +228,6 @@ def _features_section(cells: list[CellSpec], cache: Path) -> list[str]:
 
 def _jobs_section(grid: Grid, todo: list[CellSpec], results: Path, executor: str,
                   options: SlurmOptions | None) -> list[str]:
-    from nlbench.executors import (
-        SlurmOptions,
-        check_time_limit,
-        group_cells,
-        log_folder,
-        options_summary,
-        sbatch_preview,
-    )
-
     groups = group_cells(todo)
     lines = [f"jobs ({executor}): {len(groups)} job(s) for {len(todo)} cell(s) "
              f"(LP cells sharing a feature cache run together; every other cell is a job of its own)"]

@@ -46,7 +46,7 @@ def fit_loss_gmm(losses: np.ndarray, *, seed: int = 0, max_iter: int = DIVIDEMIX
     The defaults are DivideMix's reference values; a fit run to convergence takes larger max_iter and
     smaller tol. With fewer than two distinct losses there is nothing to split: all get posterior 1.
     """
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning  # scikit-learn: heavy, for GMM selection only
     from sklearn.mixture import GaussianMixture
 
     losses = np.asarray(losses, dtype=np.float64)
@@ -171,7 +171,7 @@ def confident_clean(labels: np.ndarray, pred_probs: np.ndarray, *,
     if filter_by not in CL_FILTERS:
         raise ConfigError(f"unknown cleanlab filter_by {filter_by!r}; expected one of: {', '.join(CL_FILTERS)}")
     require_cleanlab()
-    from cleanlab.filter import find_label_issues
+    from cleanlab.filter import find_label_issues  # cleanlab: optional (AGPL, the `cl` extra)
 
     labels = np.asarray(labels, dtype=np.int64)
     pred_probs = np.asarray(pred_probs, dtype=np.float64)

@@ -48,7 +48,7 @@ class RankTest:
 
 def friedman_nemenyi(matrix: pd.DataFrame, *, alpha: float = 0.05, higher_is_better: bool = True) -> RankTest:
     """Friedman test over the blocks of ``matrix`` and Nemenyi's pairwise post-hoc test."""
-    import scikit_posthocs as sp
+    import scikit_posthocs as sp  # scipy and scikit-posthocs: heavy, for the report's rank tests only
     from scipy import stats
 
     n, k = matrix.shape

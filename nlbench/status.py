@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from submitit.core.utils import JobPaths
+
 from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
 from nlbench.executors import state_dir
-from nlbench.grids import CellSpec
 from nlbench.locks import exclusive_lock
 from nlbench.records import is_done
+from nlbench.spec import CellSpec
 
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESIZING", "SUSPENDED",
                  "STOPPED", "SPECIAL_EXIT"}
@@ -150,8 +152,6 @@ def result_file_state(log_folder: str, job_id: str) -> str | None:
 
 
 def result_path(log_folder: str, job_id: str) -> Path:
-    from submitit.core.utils import JobPaths
-
     return JobPaths(log_folder, job_id=job_id, task_id=0).result_pickle
 
 
@@ -226,8 +226,6 @@ def cell_statuses(cells: list[CellSpec], results: Path, *, use_sacct: bool = Tru
 
 def log_paths(log_folder: str, job_id: str) -> tuple[Path, Path]:
     """(stdout, stderr) of task 0 of ``job_id``."""
-    from submitit.core.utils import JobPaths
-
     paths = JobPaths(log_folder, job_id=job_id, task_id=0)
     return paths.stdout, paths.stderr
 

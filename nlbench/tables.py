@@ -8,6 +8,7 @@ backbone, columns mode × method, cells "best / last".
 from __future__ import annotations
 
 import math
+from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -190,8 +191,6 @@ PAPER_TABLES = {"cifar100": "table1_cifar100", "clothing1m": "clothing1m", "webv
 
 def paper_results() -> pd.DataFrame:
     """Every number of the paper's three tables (transcribed from its summary into nlbench/data/paper_results.csv)."""
-    from importlib import resources
-
     with resources.files("nlbench").joinpath("data/paper_results.csv").open() as f:
         return pd.read_csv(f)
 

@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -23,82 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from nlbench import checkpoint as ckpt
 from nlbench.backbones import Backbone
+from nlbench.costs import REFERENCE_SIZE, compile_pays
+from nlbench.distortion import SavedTestFeatures, save_test_features
 from nlbench.errors import ConfigError
 from nlbench.features import FeatureCache, FeatureKey, extract_features, features_tensor
 from nlbench.images import ImageSource
+from nlbench.train_config import TrainConfig
 from nlbench.transforms import BatchTransform
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Engine hyperparameters shared by all methods; each is a grid field under ``[train]``.
-
-    Sources: E_LP = 20 is the paper's; everything else is our choice (the paper does not give it),
-    listed with reasons in README's defaults table.
-    """
-
-    input_size: int | None = None  # None: the checkpoint's own input size
-    lp_epochs: int = 20  # paper: E_LP = 20
-    lp_optimizer: str = "adamw"
-    lp_lr: float = 1e-3
-    lp_weight_decay: float = 0.0
-    lp_batch_size: int = 128
-    fft_epochs: int = 10  # FFT baselines; TURN has its own E_FFT = 5
-    fft_optimizer: str = "sgd"
-    fft_lr: float = 0.01
-    fft_weight_decay: float = 5e-4
-    fft_batch_size: int = 64
-    momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine | constant
-    augment: bool = True  # random crop (+ flip where label-preserving) during FFT
-    eval_batch_size: int = 256
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "bf16"  # bf16 autocast on CUDA; 'none' for fp32. Ignored on CPU.
-    channels_last: bool = True  # for conv nets (CUDA and CPU)
-    # torch.compile the FFT model: true, false, or 'auto' = on CUDA where the backbone's measured compiled
-    # rate saves more than a compilation over the run (nlbench.costs.compile_pays; ViT-B/16 family today).
-    compile: bool | str = "auto"
-    threads: int | None = None
-    """CPU threads torch uses for a cell (intra-op); None: the process's own setting (torch: one per core).
-    Fine-tuning results depend on it (the reduction order of conv/BatchNorm gradients), so a grid that
-    must reproduce its numbers on other machines pins it; every record states the count it ran with."""
-    deterministic: bool = True
-    """On CUDA: torch.use_deterministic_algorithms, deterministic cuDNN and CUBLAS_WORKSPACE_CONFIG, so a rerun
-    on the same machine gives the same record; false trades that for speed. CPU kernels repeat at a fixed
-    thread count without it (and its fallbacks are slow there), so on CPU it changes nothing."""
-    # Feature distortion (report): after full fine-tuning, one extra pass over the test split saves the
-    # fine-tuned backbone's test features beside the record (nlbench/distortion.py).
-    save_finetuned_features: bool = False
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown [train] field(s) {', '.join(unknown)}; expected: {', '.join(sorted(known))}")
-        config = cls(**values)
-        for name in ("lp_epochs", "fft_epochs", "lp_batch_size", "fft_batch_size", "eval_batch_size"):
-            if int(getattr(config, name)) < 1:
-                raise ConfigError(f"[train] {name} must be ≥ 1; got {getattr(config, name)}")
-        if config.threads is not None and (isinstance(config.threads, bool) or not isinstance(config.threads, int)
-                                           or config.threads < 1):
-            raise ConfigError(f"[train] threads must be an integer ≥ 1 (or absent for torch's default); "
-                              f"got {config.threads!r}")
-        if not isinstance(config.deterministic, bool):
-            raise ConfigError(f"[train] deterministic must be true or false; got {config.deterministic!r}")
-        if config.lp_optimizer not in OPTIMIZERS or config.fft_optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if config.scheduler not in ("cosine", "constant"):
-            raise ConfigError(f"scheduler {config.scheduler!r}; expected one of: constant, cosine")
-        if config.amp not in ("bf16", "none"):
-            raise ConfigError(f"amp {config.amp!r}; expected one of: bf16, none")
-        if config.compile not in (True, False, "auto"):
-            raise ConfigError(f"compile {config.compile!r}; expected one of: true, false, 'auto'")
-        return config
-
-
-OPTIMIZERS = ("sgd", "adamw")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -347,8 +280,6 @@ class Trainer:
         measured rates say the run saves more than one compilation (the dry run's rule)."""
         if self.config.compile != "auto":
             return bool(self.config.compile)
-        from nlbench.costs import REFERENCE_SIZE, compile_pays
-
         size = self.config.input_size or backbone.input_size[0]
         return self.device.type == "cuda" and compile_pays(backbone.name, train_images,
                                                            scale=(size / REFERENCE_SIZE) ** 2)
@@ -480,8 +411,6 @@ class Trainer:
         call that finds its checkpoint resumes after the saved epoch: the model, optimiser, scheduler,
         random states, criterion state, history, subsets and selections are restored, so the fit ends as
         it would have without the interruption."""
-        from nlbench import checkpoint as ckpt
-
         cfg = self.config
         epochs = cfg.fft_epochs if epochs is None else epochs
         call = self._fine_tune_calls
@@ -600,8 +529,6 @@ class Trainer:
     def save_finetuned_features(self, model: Classifier, backbone: Backbone) -> None:
         """One pass of the fine-tuned backbone over the test split; saved with the pre-trained features
         of the same images (from the feature cache) and the clean test labels, atomically."""
-        from nlbench.distortion import SavedTestFeatures, save_test_features
-
         after = extract_features(
             model.backbone, self.images("test"), self._transform(backbone, False),
             batch_size=self.config.eval_batch_size, device=self.device, amp=self.amp,

@@ -15,9 +15,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from nlbench.atomic import check_writable
+from nlbench.atomic import atomic_write_bytes, check_writable
+from nlbench.backbones import load_state_dict_file
+from nlbench.datasets import load_dataset
+from nlbench.datasets.custom import check_images
 from nlbench.errors import ConfigError, DataNotFound
-from nlbench.grids import CellSpec, Grid
+from nlbench.grids import Grid
+from nlbench.noise import check_noise_options
+from nlbench.spec import CellSpec
 
 # Written into <results>/<grid name>/ by the first run: which grid file owns that folder (see claim_results).
 OWNER_FILE = ".grid-source.json"
@@ -70,8 +75,6 @@ def check_results_owner(grid: Grid, results: str | Path) -> None:
 
 def claim_results(grid: Grid, results: str | Path) -> None:
     """Check the owner (``check_results_owner``), then record this grid file as the owner of its folder."""
-    from nlbench.atomic import atomic_write_bytes
-
     check_results_owner(grid, results)
     owner = _owner_path(grid, Path(results))
     source = str(Path(grid.source).resolve())
@@ -88,8 +91,6 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
     so a bad value in the last entry fails before the first cell runs. With ``missing_data`` (a dry run), a
     dataset whose files are not here is reported to it instead of raised, and the checks that need the
     dataset's contents are skipped for it."""
-    from nlbench.noise import check_noise_options
-
     datasets = {}
     checked_noise = set()
     checked_weights = set()
@@ -132,9 +133,6 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
 
 def load_checked_dataset(name: str, options: dict):
     """``load_dataset`` with any loader failure as a ConfigError, and a user's image files checked."""
-    from nlbench.datasets import load_dataset
-    from nlbench.datasets.custom import check_images
-
     try:
         dataset = load_dataset(name, **options)
     except ConfigError:
@@ -148,8 +146,6 @@ def load_checked_dataset(name: str, options: dict):
 
 
 def _check_weights(backbone: str, path: str) -> None:
-    from nlbench.backbones import load_state_dict_file
-
     try:
         state = load_state_dict_file(path)
     except Exception as exc:  # torch/safetensors raise many types for a file that is not a checkpoint

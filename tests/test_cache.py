@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
+from nlbench.cell import run_cell
 from nlbench.features import FeatureCache, FeatureKey
 from nlbench.grids import expand, load_grid
-from nlbench.runner import run_cell
 
 
 def _cells(write_grid, **kw):

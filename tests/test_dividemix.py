@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nlbench.backbones import Backbone
+from nlbench.cell import run_cell
 from nlbench.cli import main
 from nlbench.datasets import load_dataset
 from nlbench.errors import ConfigError
@@ -19,7 +20,6 @@ from nlbench.images import TensorImages
 from nlbench.methods import CellContext, build_method
 from nlbench.methods import dividemix as dm
 from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, DivideMix, co_divide, published_setting
-from nlbench.runner import run_cell
 from nlbench.selection import GMMFit, gmm_clean_probability
 from nlbench.train import Classifier, TrainConfig, Trainer, accuracy
 from nlbench.transforms import BatchTransform

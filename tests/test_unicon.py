@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
+from nlbench.cell import run_cell
 from nlbench.errors import ConfigError
 from nlbench.grids import expand, load_grid
 from nlbench.methods import build_method
-from nlbench.runner import run_cell
 from nlbench.selection import jsd_to_labels, unicon_selection_ratio, uniform_selection
 
 QUIET = {"log": lambda s: None}

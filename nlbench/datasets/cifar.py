@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split, check_size, holdout, stratified_subsample
+from nlbench.datasets.base import Dataset, Split, check_size, holdout, stratified_subsample
 from nlbench.datasets.files import Finding, arrays_digest, check_md5, missing, ok, resolve_root
 from nlbench.errors import ConfigError
 from nlbench.registry import register_dataset
@@ -177,7 +177,7 @@ def prepare_cifar(name: str, root: Path | None, download: bool) -> list[Finding]
     if download:
         if root is None:
             raise ConfigError(f"--download needs --root DIR for {name}")
-        import torchvision
+        import torchvision  # torchvision: only to download
 
         cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
         cls(str(root), train=True, download=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset
+from nlbench.datasets.base import Dataset
 from nlbench.datasets.cifar import cifar_dataset, prepare_cifar, read_cifar
 from nlbench.datasets.files import Finding, bad, files_digest, missing, ok, resolve_root
 from nlbench.errors import ConfigError
@@ -51,7 +51,7 @@ def find_label_file(name: str, root: Path | None, labels_file: str | None) -> Pa
 
 def read_label_file(name: str, path: Path) -> dict[str, np.ndarray]:
     """The label arrays of a CIFAR-N file (a ``torch.save`` dict), each (50000,) int64."""
-    import torch
+    import torch  # torch: the data layer loads without it (`nlbench prepare`)
 
     try:
         # The published files hold numpy arrays, which the safe weights_only loader refuses.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split, holdout
+from nlbench.datasets.base import Dataset, Split, holdout, load_dataset
 from nlbench.datasets.files import LOAD_SIZE, Finding, bad, ok, strings_digest
 from nlbench.errors import ConfigError
 from nlbench.registry import register_dataset
@@ -193,7 +193,7 @@ def check_images(dataset: Dataset) -> None:
     pixels): a stray text file named ``.jpg`` fails here, before any run, with its path."""
     if dataset.identity.get("dataset") not in ("folder", "csv"):
         return
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # PIL: only when a user's images are checked
 
     for split in (dataset.train, dataset.val, dataset.test):
         for p in split.paths or []:
@@ -208,8 +208,6 @@ def check_images(dataset: Dataset) -> None:
 def _prepare_by_loading(name: str, **options: object) -> list[Finding]:
     if options.get("root" if name == "folder" else "file") is None:
         return [bad(name, f"needs --root ({'the folder with train/' if name == 'folder' else 'the CSV file'})")]
-    from nlbench.datasets import load_dataset
-
     try:
         d = load_dataset(name, **{k: str(v) for k, v in options.items()})
     except ConfigError as exc:

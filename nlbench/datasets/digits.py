@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split
+from nlbench.datasets.base import Dataset, Split
 from nlbench.registry import register_dataset
 
 
 @register_dataset("digits", source="scikit-learn", classes=10, licence="CC BY 4.0 (UCI)")
 def digits(*, split_seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Dataset:
     """scikit-learn digits: 1,797 8×8 grey images, 10 classes; stratified train/val/test split by seed."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn: heavy; the data layer loads without it
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()

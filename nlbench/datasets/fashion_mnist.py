@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split, check_size, holdout, stratified_subsample
+from nlbench.datasets.base import Dataset, Split, check_size, holdout, stratified_subsample
 from nlbench.datasets.files import Finding, arrays_digest, bad, md5_file, missing, ok
 from nlbench.errors import ConfigError
 from nlbench.registry import register_dataset
@@ -157,7 +157,7 @@ def prepare_fashion_mnist(root: Path | None, download: bool) -> list[Finding]:
     if download:
         if root is None:
             raise ConfigError("--download needs --root DIR for fashion_mnist")
-        import torchvision
+        import torchvision  # torchvision: only to download
 
         for train in (True, False):
             torchvision.datasets.FashionMNIST(str(root), train=train, download=True)

@@ -39,7 +39,7 @@ LOAD_SIZE = 256
 def load_image(path: str, size: int) -> np.ndarray:
     """(size, size, 3) uint8: the image at ``path`` in RGB, shorter side resized to ``size`` (bilinear),
     centre-cropped. Raises ConfigError naming the file when it cannot be read."""
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps  # PIL and torchvision: only when files are decoded
 
     try:
         with Image.open(path) as im:
@@ -68,7 +68,7 @@ def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (3, H, W) → (3, size, size): the centred square of side min(H, W), resized to ``size``
     (bilinear, antialiased); on the tensor's device. Cropping first, as PIL's ``ImageOps.fit`` in
     ``load_image`` does, keeps the two paths on the same pixel grid."""
-    from torchvision.transforms.v2 import functional as TF
+    from torchvision.transforms.v2 import functional as TF  # torchvision: only when files are decoded
 
     h, w = image.shape[-2:]
     side = min(h, w)
@@ -90,7 +90,7 @@ def _read_bytes(path: str) -> torch.Tensor:
 def decode_tensor(path: str, data: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (3, size, size) on the CPU from an encoded file's bytes, with torchvision (libjpeg-turbo,
     libpng, ...). Raises ConfigError naming the file when the bytes are not an image."""
-    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.io import ImageReadMode, decode_image  # torchvision: only when files are decoded
 
     try:
         image = decode_image(data, mode=ImageReadMode.RGB)
@@ -132,7 +132,7 @@ def decode_batch_on_device(items: list[torch.Tensor], paths: list[str], size: in
     """uint8 (B, 3, size, size) on ``device`` from a mix of encoded JPEG bytes (1-D) and images decoded
     already (3-D): the JPEGs in one batched ``decode_jpeg`` call on the device, then fitted there. A file
     the device decoder refuses (CMYK, progressive corner cases) is decoded on the CPU instead."""
-    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg  # torchvision: only when files are decoded
 
     out: list[torch.Tensor | None] = [None] * len(items)
     encoded = [k for k, item in enumerate(items) if item.dim() == 1]

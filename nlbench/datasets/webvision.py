@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.datasets import Dataset, Split, check_size, holdout, stratified_subsample
+from nlbench.datasets.base import Dataset, Split, check_size, holdout, stratified_subsample
 from nlbench.datasets.files import (
     LOAD_SIZE,
     Finding,
