@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, Method, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
 from nlbench.selection import CL_FILTERS, confident_clean, require_cleanlab
 from nlbench.train import Criterion, Fit

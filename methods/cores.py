@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, Method, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.train import Fit
 
 LOG_EPS = 1e-8  # reference loss.py: -log(softmax + 1e-8)

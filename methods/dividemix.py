@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, Method, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.network_pair import NetworkPair
 from nlbench.selection import GMMFit, fit_loss_gmm
 from nlbench.semisup import check_unit_interval, scaled_schedule

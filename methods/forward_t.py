@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, Method, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
 from nlbench.train import Fit
 from nlbench.transition import anchor_transition, transition_error

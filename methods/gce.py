@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.methods import LossMethod, register_method
+from nlbench.method_api import LossMethod, register_method
 
 
 class GCELoss:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nlbench.methods import CellContext, LossMethod, register_method
+from nlbench.method_api import CellContext, LossMethod, register_method
 from nlbench.methods.sce import CODE_LOG_ZERO, check_weights, resolve_weights, reverse_cross_entropy
 from nlbench.train import Fit
 

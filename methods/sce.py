@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, LossMethod, register_method
+from nlbench.method_api import CellContext, LossMethod, register_method
 from nlbench.train import Fit
 
 # RCE's log 0: both official implementations clamp the one-hot label to [1e-4, 1] before the log

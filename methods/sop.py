@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, LossMethod, register_method
+from nlbench.method_api import CellContext, LossMethod, register_method
 from nlbench.train import Fit
 
 EPS = 1e-4  # the reference code's eps (model/loss.py)

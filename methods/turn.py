@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, Method, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
 from nlbench.methods.cl import cl_select
 from nlbench.methods.gce import GCELoss

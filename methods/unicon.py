@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from nlbench.errors import ConfigError
-from nlbench.methods import CellContext, Method, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.methods.dividemix import _validate_common, resolve_schedule
 from nlbench.network_pair import NetworkPair
 from nlbench.selection import (
