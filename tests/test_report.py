@@ -115,7 +115,8 @@ def test_bad_input_is_one_line_and_writes_nothing(cifar_grid, tmp_path, capsys):
 def test_finetuned_features_saved_by_a_real_fft_cell(write_grid, tmp_path):
     """One real fine-tuning cell with the grid's flag on: the test features after fine-tuning, the cached
     pre-trained ones and the clean labels land beside the record; the flag off keeps old config hashes."""
-    from nlbench.runner import make_feature_key, run_grid
+    from nlbench.identity import cell_feature_key
+    from nlbench.runner import run_grid
 
     grid_path = write_grid("ft", methods=[{"method": "ce", "mode": "fft"}], train={"save_finetuned_features": True})
     grid = load_grid(grid_path)
@@ -126,7 +127,7 @@ def test_finetuned_features_saved_by_a_real_fft_cell(write_grid, tmp_path):
     from nlbench.datasets import load_dataset
 
     dataset = load_dataset("digits")
-    cached = FeatureCache(tmp_path / "cache").load(make_feature_key(spec, dataset)("test", 0), len(dataset.test))
+    cached = FeatureCache(tmp_path / "cache").load(cell_feature_key(spec, dataset)("test", 0), len(dataset.test))
     assert saved.config_hash == record["config_hash"]
     assert np.array_equal(saved.labels, dataset.test.labels)
     assert np.array_equal(saved.before, cached)
