@@ -216,7 +216,8 @@ ASSUMPTIONS = (
     "(only ViT-B/16 and its MAE/MSN variants have one: 3,142 vs 2,448 img/s) and counts 31 s per compiled run",
     "FFT evaluation: val + test every epoch at the feature rate (an upper bound: test runs on improving epochs "
     "and the last)",
-    "TURN's FFT subset: the expected clean share of the training set (1 - noise rate)",
+    "fine-tuning passes per image and epoch: each method's registered fft_passes (two networks: 2; DivideMix 6, "
+    "UNICON 7); TURN's FFT subset: the expected clean share of the training set (1 - noise rate)",
     "input pipeline: 0.34 ms per 128 images for in-memory datasets (GPU-resident crop/flip/resize); datasets "
     "read by path assumed decoded as fast as the GPU trains (benchmarks/loader.py)",
     "LP: one feature pass per (backbone, dataset, split, view) for the whole grid; linear heads not counted",
