@@ -18,14 +18,16 @@ import random
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from nlbench.atomic import atomic_write, atomic_write_bytes
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
+
+if TYPE_CHECKING:  # the cell layer's spec; the engine's checkpoints must not import that layer
+    from nlbench.grids import CellSpec
 
 
 def checkpoint_dir(results: str | Path, spec: CellSpec) -> Path:
