@@ -359,7 +359,8 @@ class NetworkPair:
             if epoch < warmup:
                 losses = [self.warmup_epoch(k, confidence_penalty=confidence_penalty) for k in (0, 1)]
             else:
-                self.end_warmup(desc)
+                if warmup:
+                    self.end_warmup(desc)
                 losses = method_epoch(epoch, state)
             self.end_epoch()
             finite = [v for v in losses if np.isfinite(v)]
