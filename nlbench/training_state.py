@@ -99,7 +99,8 @@ class CellProgress:
 
 def pack(value: Any) -> Any:
     """``value`` with NumPy arrays as tagged tensors and Python ints beyond 64 bits as text, so that
-    ``torch.load(weights_only=True)`` reads it back (``unpack`` reverses it)."""
+    ``torch.load(weights_only=True)`` reads it back (``unpack`` reverses it; a string of the loop's own that
+    starts with ``int:`` would come back as an int, so loop states keep such strings out)."""
     if isinstance(value, dict):
         return {k: pack(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
