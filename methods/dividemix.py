@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from nlbench.errors import ConfigError
 from nlbench.method_api import CellContext, Method, register_method
@@ -177,35 +176,26 @@ class DivideMix(Method):
                                                                      REF_RAMPUP, "DivideMix", lambda_u=lambda_u)
         window = self.loss_window or (5 if ctx.noise and ctx.noise.rate >= 0.9 - 1e-9 else 1)
         pair = NetworkPair(trainer, mode, views=self.views, epochs=epochs)
-        fit = pair.fit()
-        first, saved = pair.resume(fit, "dividemix")
-        labelled_sizes = list(saved.get("labelled_sizes", []))
-        gmm_fits = list(saved.get("gmm_fits", []))
-        histories = tuple([h.cpu().numpy() for h in saved.get(f"loss_history{k}", [])] for k in (0, 1))
-        for epoch in pair.epoch_range(first, "DivideMix"):
-            if epoch < warmup:
-                losses = [pair.warmup_epoch(k, confidence_penalty=penalty) for k in (0, 1)]
-            else:
-                pair.end_warmup("DivideMix")
-                fits = [self.clean_probability(pair, k, trainer.seed, histories[k], window) for k in (0, 1)]
-                gmm_fits.append([f.summary() for f in fits])
-                divisions = co_divide(fits[0].posterior, fits[1].posterior, p_threshold)
-                losses, sizes = [], []
-                for k, (mask, w) in enumerate(divisions):
-                    ctx.log_selection(mask, epoch=epoch, phase=f"net{k + 1}")
-                    labelled = np.flatnonzero(mask)
-                    sizes.append(len(labelled))
-                    losses.append(pair.mixmatch_epoch(
-                        k, labelled=labelled, weights=w[labelled], unlabelled=np.flatnonzero(~mask), T=self.T,
-                        alpha=self.alpha, lambda_u=lambda_u, epoch=epoch, warmup=warmup, rampup=rampup))
-                labelled_sizes.append(sizes)
-            pair.end_epoch()
-            finite = [v for v in losses if np.isfinite(v)]
-            trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"), pair.mean_logits,
-                                 last=epoch == epochs - 1)
-            pair.finish_epoch(fit, epoch, "dividemix", {
-                "labelled_sizes": labelled_sizes, "gmm_fits": gmm_fits,
-                **{f"loss_history{k}": [torch.from_numpy(h) for h in histories[k]] for k in (0, 1)}})
+
+        def semi_supervised_epoch(epoch: int, state: dict) -> list[float]:
+            fits = [self.clean_probability(pair, k, trainer.seed, state["loss_history"][k], window) for k in (0, 1)]
+            state["gmm_fits"].append([f.summary() for f in fits])
+            divisions = co_divide(fits[0].posterior, fits[1].posterior, p_threshold)
+            losses, sizes = [], []
+            for k, (mask, w) in enumerate(divisions):
+                ctx.log_selection(mask, epoch=epoch, phase=f"net{k + 1}")
+                labelled = np.flatnonzero(mask)
+                sizes.append(len(labelled))
+                losses.append(pair.mixmatch_epoch(
+                    k, labelled=labelled, weights=w[labelled], unlabelled=np.flatnonzero(~mask), T=self.T,
+                    alpha=self.alpha, lambda_u=lambda_u, epoch=epoch, warmup=warmup, rampup=rampup))
+            state["labelled_sizes"].append(sizes)
+            return losses
+
+        fit, state = pair.run_epochs("dividemix", "DivideMix", semi_supervised_epoch,
+                                     {"labelled_sizes": [], "gmm_fits": [], "loss_history": [[], []]},
+                                     warmup=warmup, confidence_penalty=penalty)
+        labelled_sizes, gmm_fits = state["labelled_sizes"], state["gmm_fits"]
         fit.extra.update({**pair.cost_summary(), "lambda_u": lambda_u, "warmup_epochs": warmup,
                           "rampup_epochs": round(rampup, 4),
                           "epochs": epochs, "views": self.views if mode == "lp" else None,

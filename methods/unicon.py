@@ -114,33 +114,27 @@ class UNICON(Method):
                                                                      REF_RAMPUP, "UNICON")
         pair = NetworkPair(trainer, mode, views=self.views, epochs=epochs,
                            projection_dim=self.projection_dim if mode == "fft" else None)
-        fit = pair.fit()
-        first, saved = pair.resume(fit, "unicon")
-        ratios = list(saved.get("selection_ratios", []))
-        for epoch in pair.epoch_range(first, "UNICON"):
-            if epoch < warmup:
-                losses = [pair.warmup_epoch(k, confidence_penalty=penalty) for k in (0, 1)]
-            else:
-                pair.end_warmup("UNICON")
-                losses, epoch_ratios = [], []
-                for k in (0, 1):
-                    labelled, jsd, ratio = self.select(pair)
-                    epoch_ratios.append(round(ratio, 6))
-                    ctx.log_selection(labelled, epoch=epoch, phase=f"net{k + 1}")
-                    unlabelled = np.setdiff1d(np.arange(trainer.num_train), labelled)
-                    u_batch = int(pair.batch_size / (2 * ratio)) if ratio > 0 else pair.batch_size
-                    losses.append(pair.mixmatch_epoch(
-                        k, labelled=labelled, weights=refinement_weights(jsd[labelled], self.weight_rule),
-                        unlabelled=unlabelled, T=self.T,
-                        alpha=self.alpha, lambda_u=lambda_u, epoch=epoch, warmup=warmup, rampup=rampup,
-                        unlabelled_batch=max(1, u_batch), lambda_c=self.lambda_c,
-                        contrastive_temperature=self.contrastive_temperature, separate_mix_views=True))
-                ratios.append(epoch_ratios)
-            pair.end_epoch()
-            finite = [v for v in losses if np.isfinite(v)]
-            trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"), pair.mean_logits,
-                                 last=epoch == epochs - 1)
-            pair.finish_epoch(fit, epoch, "unicon", {"selection_ratios": ratios})
+
+        def semi_supervised_epoch(epoch: int, state: dict) -> list[float]:
+            losses, epoch_ratios = [], []
+            for k in (0, 1):
+                labelled, jsd, ratio = self.select(pair)
+                epoch_ratios.append(round(ratio, 6))
+                ctx.log_selection(labelled, epoch=epoch, phase=f"net{k + 1}")
+                unlabelled = np.setdiff1d(np.arange(trainer.num_train), labelled)
+                u_batch = int(pair.batch_size / (2 * ratio)) if ratio > 0 else pair.batch_size
+                losses.append(pair.mixmatch_epoch(
+                    k, labelled=labelled, weights=refinement_weights(jsd[labelled], self.weight_rule),
+                    unlabelled=unlabelled, T=self.T,
+                    alpha=self.alpha, lambda_u=lambda_u, epoch=epoch, warmup=warmup, rampup=rampup,
+                    unlabelled_batch=max(1, u_batch), lambda_c=self.lambda_c,
+                    contrastive_temperature=self.contrastive_temperature, separate_mix_views=True))
+            state["selection_ratios"].append(epoch_ratios)
+            return losses
+
+        fit, state = pair.run_epochs("unicon", "UNICON", semi_supervised_epoch, {"selection_ratios": []},
+                                     warmup=warmup, confidence_penalty=penalty)
+        ratios = state["selection_ratios"]
         fit.extra.update({**pair.cost_summary(), "lambda_u": lambda_u, "warmup_epochs": warmup,
                           "rampup_epochs": round(rampup, 4),
                           "epochs": epochs, "views": self.views if mode == "lp" else None,

@@ -1,5 +1,6 @@
-"""The two networks of DivideMix and UNICON: models, optimisers, views, the warm-up and MixMatch epochs,
-and per-epoch checkpoints (the formulas they use are in ``nlbench.semisup``).
+"""The two networks of DivideMix, UNICON, Co-teaching(+) and JoCoR: models, optimisers, views, the warm-up
+and MixMatch epochs, the epoch loop they share and its per-epoch checkpoints (the formulas they use are in
+``nlbench.semisup`` and ``nlbench.small_loss``).
 
 ``NetworkPair`` holds the two networks of a run in either mode. In ``lp`` mode a network is a linear
 head on frozen features and an "augmented view" of a training image is one of K cached feature views
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from nlbench import checkpoint as ckpt
 from nlbench.errors import ConfigError
 from nlbench.semisup import (
     co_guess,
@@ -37,6 +38,10 @@ from nlbench.semisup import (
     uniform_prior_penalty,
 )
 from nlbench.train import Classifier, Fit, make_optimizer, make_scheduler
+from nlbench.training_state import EpochCheckpoint, Network
+
+# What a two-network fit predicts: the mean of both networks' logits, or network 1's.
+PREDICTIONS = ("mean", "net1")
 
 
 class CoNet(nn.Module):
@@ -81,17 +86,17 @@ class ViewBank:
 class NetworkPair:
     """Two networks, their optimisers and schedules, and the views they train on, in 'lp' or 'fft' mode.
 
-    views: K, the number of cached augmented feature views in lp mode (ignored in fft mode, where
-    every draw is a fresh augmentation). projection_dim: add a projection head Linear(D, d) +
-    BatchNorm1d(d) in fft mode (UNICON's). Seeds: both heads start from different seeded draws
-    (seed, seed + 1), as two independently initialised networks must.
+    views: K, the number of cached augmented feature views in lp mode (in fft mode every draw is a fresh
+    augmentation); 0: no augmentation, the un-augmented view 0 (lp) or the evaluation preprocessing (fft).
+    projection_dim: add a projection head Linear(D, d) + BatchNorm1d(d) in fft mode (UNICON's). Seeds: both
+    heads start from different seeded draws (seed, seed + 1), as two independently initialised networks must.
     """
 
     def __init__(self, trainer, mode: str, *, views: int, epochs: int, projection_dim: int | None = None) -> None:
         if mode not in ("lp", "fft"):
             raise ConfigError(f"two-network training runs in mode lp or fft; got {mode!r}")
-        if views < 1:
-            raise ConfigError(f"views (K) must be ≥ 1; got {views}")
+        if views < 0:
+            raise ConfigError(f"views (K) must be ≥ 0; got {views}")
         self.trainer, self.mode, self.views, self.epochs = trainer, mode, views, epochs
         cfg = trainer.config
         self.device = trainer.device
@@ -100,7 +105,7 @@ class NetworkPair:
         if mode == "lp":
             # K views of (N, D): view k-1 of sample i is bank[k-1, i]. Features of view 0 (un-augmented,
             # for division and evaluation) and of val/test come from the same cache.
-            self.bank = ViewBank([trainer.features("train", k) for k in range(1, views + 1)])
+            self.bank = ViewBank([trainer.features("train", k) for k in (range(1, views + 1) if views else [0])])
             for split in ("train", "val", "test"):
                 trainer.features(split)
             dim = self.bank.shape[2]
@@ -123,7 +128,7 @@ class NetworkPair:
                     net = net.to(memory_format=torch.channels_last)
                 self.nets.append(net)
                 self.backbones.append(backbone)
-            self.train_tf = trainer._transform(self.backbones[0], cfg.augment)
+            self.train_tf = trainer.transform(self.backbones[0], cfg.augment and views > 0)
             self.channels_last = trainer.channels_last_for(self.backbones[0])
             opt_name, lr, wd = cfg.fft_optimizer, cfg.fft_lr, cfg.fft_weight_decay
             self.batch_size = cfg.fft_batch_size
@@ -142,6 +147,8 @@ class NetworkPair:
     def draw(self, ids: torch.Tensor, count: int) -> list[torch.Tensor]:
         """``count`` augmented views of the training samples ``ids``: in lp mode distinct cached views per
         sample where K ≥ count (drawn at random per sample), in fft mode fresh augmentations."""
+        if self.mode == "lp" and self.views == 0:
+            return [self.bank.views[0][ids.to(self.device)]] * count
         if self.mode == "lp":
             order = torch.rand(len(ids), self.views, generator=self.generator).argsort(1)
             picks = order[:, torch.arange(count) % self.views].to(self.device)
@@ -162,9 +169,9 @@ class NetworkPair:
                                                           enabled=self.trainer.amp and self.mode == "fft"):
             out = net.embed(x) if embed else net(x)
         if self.mode == "fft":
-            self.trainer.counters["backbone_forward_images"] += len(x)
+            self.trainer.cell_progress.count("backbone_forward_images", len(x))
             if grad:
-                self.trainer.counters["backbone_backward_images"] += len(x)
+                self.trainer.cell_progress.count("backbone_backward_images", len(x))
         return out.float()
 
     @torch.no_grad()
@@ -190,6 +197,31 @@ class NetworkPair:
         loss.backward()
         self.opts[k].step()
         self.steps[k] += 1
+
+    def step_joint(self, loss: torch.Tensor) -> None:
+        """Both networks step on one loss. Equal to one optimiser over both networks' parameters (JoCoR's
+        code): SGD and AdamW update every parameter independently, with the same hyperparameters here."""
+        for opt in self.opts:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for k, opt in enumerate(self.opts):
+            opt.step()
+            self.steps[k] += 1
+
+    def train_both(self) -> None:
+        """Both networks train (Co-teaching's and JoCoR's codes: model1.train(), model2.train())."""
+        for net in self.nets:
+            net.train()
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """A shuffled epoch over the training set in batches of B, the incomplete last batch dropped as the
+        Co-teaching, Co-teaching+ and JoCoR codes do (DataLoader drop_last=True); one batch of all samples
+        where there are fewer than B."""
+        n = self.trainer.num_train
+        order = torch.randperm(n, generator=self.generator)
+        if n < self.batch_size:
+            return [order]
+        return [order[start : start + self.batch_size] for start in range(0, n - self.batch_size + 1, self.batch_size)]
 
     def end_epoch(self) -> None:
         for s in self.scheds:
@@ -304,46 +336,64 @@ class NetworkPair:
     def fit(self) -> Fit:
         return Fit(model=nn.ModuleList(self.nets))
 
-    # ------------------------------------------------------------- checkpoints (fft mode)
-    def _checkpoint_path(self, name: str) -> Path | None:
-        if self.mode != "fft" or self.trainer.checkpoint_dir is None:
-            return None  # lp epochs take milliseconds to seconds: a restart costs less than the writes
-        return Path(self.trainer.checkpoint_dir) / f"pair-{name}.pt"
+    # ------------------------------------------------------------- the epoch loop, checkpointed (fft mode)
+    def run_epochs(self, name: str, desc: str, method_epoch: Callable[[int, dict], list[float]], state: dict, *,
+                   warmup: int = 0, confidence_penalty: bool = False, predict: str = "mean") -> tuple[Fit, dict]:
+        """(fit, method state): the two-network loop shared by the methods built on the pair.
 
-    def _fingerprint(self, name: str) -> dict:
-        return {"method": name, "mode": self.mode, "epochs": self.epochs, "num_train": self.trainer.num_train,
-                "batch_size": self.batch_size}
+        Resume from the cell's checkpoint where there is one; then per epoch: a CE warm-up epoch of each
+        network while epoch < ``warmup``, else ``method_epoch(epoch, state)`` (the method's own epoch; it
+        returns the networks' mean losses and keeps its loop state in ``state``); the schedules step;
+        validation/test of the mean logits of both networks; a checkpoint (fft mode) with ``state``.
+        ``state``: the method's initial loop state (NumPy arrays, tensors, numbers, lists, dicts), replaced
+        by the saved one on resume. ``name`` names the checkpoint file, ``desc`` the log lines. predict: what
+        is evaluated, 'mean' (the mean of both networks' logits) or 'net1' (network 1 alone)."""
+        if predict not in PREDICTIONS:
+            raise ConfigError(f"unknown prediction {predict!r}; expected one of: {', '.join(PREDICTIONS)}")
+        logits_of = self.mean_logits if predict == "mean" else (lambda split: self.eval_logits(0, split))
+        fit = self.fit()
+        first, saved = self.resume(fit, name)
+        if first:
+            state = saved
+        for epoch in self.epoch_range(first, desc):
+            if epoch < warmup:
+                losses = [self.warmup_epoch(k, confidence_penalty=confidence_penalty) for k in (0, 1)]
+            else:
+                if warmup:
+                    self.end_warmup(desc)
+                losses = method_epoch(epoch, state)
+            self.end_epoch()
+            finite = [v for v in losses if np.isfinite(v)]
+            self.trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"),
+                                      logits_of, last=epoch == self.epochs - 1)
+            self.finish_epoch(fit, epoch, name, state)
+        return fit, state
+
+    def _checkpoint(self, name: str) -> EpochCheckpoint:
+        # lp epochs take milliseconds to seconds: a restart costs less than the writes.
+        path = None
+        if self.mode == "fft" and self.trainer.checkpoint_dir is not None:
+            path = Path(self.trainer.checkpoint_dir) / f"pair-{name}.pt"
+        fingerprint = {"method": name, "mode": self.mode, "epochs": self.epochs, "num_train": self.trainer.num_train,
+                       "batch_size": self.batch_size}
+        return EpochCheckpoint(path, fingerprint, label=name, call=name, epochs=self.epochs, log=self.trainer.log,
+                               device=self.device)
+
+    def _networks(self) -> list[Network]:
+        return [Network(net, opt, sched) for net, opt, sched in zip(self.nets, self.opts, self.scheds, strict=True)]
 
     def resume(self, fit: Fit, name: str) -> tuple[int, dict]:
         """(first epoch to run, the method's own saved state): restores both networks, optimisers,
         schedules, random states, step counts, selections, counters and ``fit``'s history from the cell's
         checkpoint; (0, {}) when there is none, or it belongs to another run."""
-        path = self._checkpoint_path(name)
-        state = ckpt.load_checkpoint(path, self.device) if path is not None else None
-        if state is not None and state.get("fingerprint") != self._fingerprint(name):
-            self.trainer.log(f"{name}: ignoring checkpoint {path} (it belongs to a different run)")
-            state = None
-        if state is None:
+        first, loop = self._checkpoint(name).resume(networks=self._networks(), generator=self.generator,
+                                                    progress=self.trainer.cell_progress, fit=fit,
+                                                    numpy_generators=[self.rng])
+        if not first:
             return 0, {}
-        for net, opt, sched, saved in zip(self.nets, self.opts, self.scheds, state["networks"], strict=True):
-            net.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            sched.load_state_dict(saved["scheduler"])
-        ckpt.set_rng_state(state["rng"], self.generator)
-        self.rng.bit_generator.state = _from_text_ints(state["numpy_generator"])
-        self.steps, self.warmup_steps = list(state["steps"]), state["warmup_steps"]
-        trainer = self.trainer
-        trainer.selections = ckpt.restore_selections(state["selections"])
-        trainer.counters.update(state["counters"])
-        trainer.fft_epoch_seconds = list(state["epoch_seconds"])
-        for key in ("history", "best_epoch", "val_acc_best", "test_acc_best", "test_acc_last",
-                    "extra_test_acc_best", "extra_test_acc_last"):
-            setattr(fit, key, state["fit"][key])
-        first = state["epoch"]
+        self.steps, self.warmup_steps = list(loop["steps"]), loop["warmup_steps"]
         self._started = time.perf_counter()
-        trainer.resumed_from = (trainer.resumed_from or []) + [{"call": name, "epoch": first}]
-        trainer.log(f"{name}: resumed from {path} after epoch {first} of {self.epochs}")
-        return first, state["method"]
+        return first, loop["method"]
 
     def epoch_range(self, first: int, desc: str):
         """Epochs ``first`` .. epochs − 1, with a progress bar where the trainer shows them."""
@@ -353,41 +403,14 @@ class NetworkPair:
     def finish_epoch(self, fit: Fit, epoch: int, name: str, method_state: dict) -> None:
         """After ``epoch`` (0-based) is trained and evaluated: note its seconds (fft mode; the SLURM
         time-limit check reads them) and save everything ``resume`` restores. ``method_state`` holds the
-        method's own loop state (tensors, numbers, lists: loadable with weights_only)."""
+        method's own loop state (arrays, tensors, numbers, lists, dicts)."""
         if self.mode == "fft":
             now = time.perf_counter()
-            self.trainer.fft_epoch_seconds = (self.trainer.fft_epoch_seconds or []) + [round(now - self._started, 3)]
+            self.trainer.cell_progress.note_epoch_seconds(now - self._started)
             self._started = now
-        path = self._checkpoint_path(name)
-        if path is None:
-            return
-        ckpt.save_checkpoint(path, {
-            "fingerprint": self._fingerprint(name),
-            "epoch": epoch + 1,
-            "networks": [{"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-                         for net, opt, sched in zip(self.nets, self.opts, self.scheds, strict=True)],
-            "rng": ckpt.rng_state(self.generator),
-            "numpy_generator": _to_text_ints(self.rng.bit_generator.state),
-            "steps": list(self.steps),
-            "warmup_steps": self.warmup_steps,
-            "selections": ckpt.selections_state(self.trainer.selections),
-            "counters": dict(self.trainer.counters),
-            "epoch_seconds": list(self.trainer.fft_epoch_seconds or []),
-            "fit": {key: getattr(fit, key) for key in ("history", "best_epoch", "val_acc_best", "test_acc_best",
-                                                       "test_acc_last", "extra_test_acc_best", "extra_test_acc_last")},
-            "method": method_state,
-        })
-
-
-def _to_text_ints(value):
-    """NumPy's PCG64 state holds 128-bit integers; store them as text so the checkpoint stays loadable
-    with ``weights_only=True``."""
-    if isinstance(value, dict):
-        return {k: _to_text_ints(v) for k, v in value.items()}
-    return f"int:{value}" if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def _from_text_ints(value):
-    if isinstance(value, dict):
-        return {k: _from_text_ints(v) for k, v in value.items()}
-    return int(value[4:]) if isinstance(value, str) and value.startswith("int:") else value
+        checkpoint = self._checkpoint(name)
+        if checkpoint.active:
+            checkpoint.save(epoch, networks=self._networks(), generator=self.generator,
+                            progress=self.trainer.cell_progress, fit=fit, numpy_generators=[self.rng],
+                            loop={"steps": list(self.steps), "warmup_steps": self.warmup_steps,
+                                  "method": method_state})

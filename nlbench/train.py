@@ -13,7 +13,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -23,14 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from nlbench import checkpoint as ckpt
 from nlbench.backbones import Backbone
+from nlbench.checkpoint import criterion_state, set_criterion_state
 from nlbench.costs import REFERENCE_SIZE, compile_pays
 from nlbench.distortion import SavedTestFeatures, save_test_features
 from nlbench.errors import ConfigError
 from nlbench.features import FeatureCache, FeatureKey, extract_features, features_tensor
 from nlbench.images import ImageSource
 from nlbench.train_config import TrainConfig
+from nlbench.training_state import CellProgress, EpochCheckpoint, Fit, Network  # noqa: F401 (Fit: re-exported)
 from nlbench.transforms import BatchTransform
 
 
@@ -113,22 +113,6 @@ def criterion_after_step(criterion: Criterion) -> None:
     after_step = getattr(criterion, "after_step", None)
     if after_step is not None:
         after_step()
-
-
-@dataclass
-class Fit:
-    """Outcome of one training phase. history: one dict per epoch (train_loss, val_acc, test_acc;
-    test_acc is None where it was not needed)."""
-
-    model: nn.Module
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    val_acc_best: float = float("nan")
-    test_acc_best: float = float("nan")
-    test_acc_last: float = float("nan")
-    extra_test_acc_best: dict = field(default_factory=dict)  # extra test sets (WebVision's ImageNet val)
-    extra_test_acc_last: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
 
 
 class Classifier(nn.Module):
@@ -214,8 +198,9 @@ class Trainer:
         self._features: dict[tuple[str, int], torch.Tensor] = {}
         self._frozen_backbone: Backbone | None = None
         self.cache_events: dict[str, str] = {}
-        self.counters = {"backbone_forward_images": 0, "backbone_backward_images": 0, "backbones_built": 0}
-        self.selections: list[dict] = []
+        # Selections, cost counters, fine-tuning epoch seconds and resumes of the cell's phases (the record's
+        # selection and cost fields); every training loop, the engine's and a method's, adds to it.
+        self.cell_progress = CellProgress()
         # Where fine_tune checkpoints each epoch (the cell's checkpoint folder); None: no checkpoints. Each
         # fine_tune call of a cell gets its own file, numbered in call order, which is the same on every
         # attempt because everything before it is seeded.
@@ -224,15 +209,34 @@ class Trainer:
         # stamped with the cell's config hash.
         self.finetuned_features_path = finetuned_features_path
         self.config_hash = config_hash
-        # Filled by fine_tune: seconds of each training epoch (the runner's time-limit estimate reads them
-        # from records) and the (call, epoch) each resumed phase restarted from.
-        self.fft_epoch_seconds: list[float] | None = None
-        self.resumed_from: list[dict] | None = None
         self._fine_tune_calls = 0
 
     @property
     def num_train(self) -> int:
         return len(self.labels)
+
+    # Read views of ``cell_progress`` (the runner builds the record from them).
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.cell_progress.counters
+
+    @property
+    def selections(self) -> list[dict]:
+        return self.cell_progress.selections
+
+    @property
+    def fft_epoch_seconds(self) -> list[float] | None:
+        """Seconds of each fine-tuning epoch (the runner's time-limit estimate reads them from records)."""
+        return self.cell_progress.epoch_seconds
+
+    @property
+    def resumed_from(self) -> list[dict] | None:
+        """The (call, epoch) each resumed phase restarted from."""
+        return self.cell_progress.resumed_from
+
+    def transform(self, backbone: Backbone, augment: bool) -> BatchTransform:
+        """The backbone's preprocessing, with the training augmentation (random crop, flip) or without."""
+        return self._transform(backbone, augment)
 
     # ----------------------------------------------------------------- data
     def images(self, split: str) -> ImageSource:
@@ -292,13 +296,7 @@ class Trainer:
     def log_selection(self, selected: np.ndarray, *, epoch: int, phase: str) -> None:
         """Record a selected clean set (indices or boolean mask over the training set); the runner scores
         it against the true noise mask, which methods never see."""
-        selected = np.asarray(selected)
-        if selected.dtype == bool:
-            mask = selected.copy()
-        else:
-            mask = np.zeros(self.num_train, dtype=bool)
-            mask[selected] = True
-        self.selections.append({"phase": phase, "epoch": epoch, "mask": mask})
+        self.cell_progress.log_selection(selected, self.num_train, epoch=epoch, phase=phase)
 
     # ----------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -415,8 +413,7 @@ class Trainer:
         epochs = cfg.fft_epochs if epochs is None else epochs
         call = self._fine_tune_calls
         self._fine_tune_calls = call + 1
-        if self.fft_epoch_seconds is None:
-            self.fft_epoch_seconds = []
+        self.cell_progress.start_timing()
         backbone = self.build_backbone()
         torch.manual_seed(self.seed)
         new_head = nn.Linear(backbone.feature_dim, self.num_classes)
@@ -442,34 +439,18 @@ class Trainer:
         source = self.images("train")
 
         path = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"fine_tune-{call}.pt"
-        fingerprint = {"call": call, "epochs": epochs, "steps": steps, "num_train": self.num_train, "desc": desc,
-                       "subset_sizes": [len(s) for s in subsets], "lr": lr, "freeze_bn": freeze_bn}
-        first_epoch = 0
-        state = ckpt.load_checkpoint(path, self.device) if path is not None else None
-        if state is not None and state.get("fingerprint") != fingerprint:
-            self.log(f"{desc}: ignoring checkpoint {path} (it belongs to a different run: "
-                     f"{state.get('fingerprint')} != {fingerprint})")
-            state = None
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            ckpt.set_criterion_state(criterion, state["criterion"])
-            subsets = [s.cpu().numpy() for s in state["subsets"]]
+        checkpoint = EpochCheckpoint(path, {
+            "call": call, "epochs": epochs, "steps": steps, "num_train": self.num_train, "desc": desc,
+            "subset_sizes": [len(s) for s in subsets], "lr": lr, "freeze_bn": freeze_bn,
+        }, label=desc, call=call, epochs=epochs, log=self.log, device=self.device)
+        networks = [Network(model, opt, sched)]
+        first_epoch, loop = checkpoint.resume(networks=networks, generator=generator, progress=self.cell_progress,
+                                              fit=fit)
+        if loop:
+            set_criterion_state(criterion, loop["criterion"])
+            subsets = [s.cpu().numpy() for s in loop["subsets"]]
             if len(subsets) == 1:
                 subsets = subsets * epochs
-            self.selections = ckpt.restore_selections(state["selections"])
-            self.counters.update(state["counters"])
-            self.fft_epoch_seconds = list(state["epoch_seconds"])
-            fit.history = list(state["history"])
-            fit.best_epoch, fit.val_acc_best = state["best_epoch"], state["val_acc_best"]
-            fit.test_acc_best, fit.test_acc_last = state["test_acc_best"], state["test_acc_last"]
-            fit.extra_test_acc_best = dict(state.get("extra_test_acc_best", {}))
-            fit.extra_test_acc_last = dict(state.get("extra_test_acc_last", {}))
-            first_epoch = state["epoch"]
-            ckpt.set_rng_state(state["rng"], generator)
-            self.resumed_from = (self.resumed_from or []) + [{"call": call, "epoch": first_epoch}]
-            self.log(f"{desc}: resumed from {path} after epoch {first_epoch} of {epochs}")
 
         for epoch in tqdm(range(first_epoch, epochs), desc=desc, disable=not self.progress, leave=False):
             started = time.perf_counter()
@@ -499,29 +480,12 @@ class Trainer:
                 total, count = total + loss.detach().double() * len(ids), count + len(ids)
             self.record_epoch(fit, epoch, float(total) / max(1, count),
                              lambda s: self.model_logits(model, s, backbone), last=epoch == epochs - 1)
-            self.fft_epoch_seconds.append(round(time.perf_counter() - started, 3))
-            if path is not None:
-                ckpt.save_checkpoint(path, {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "criterion": ckpt.criterion_state(criterion),
-                    "rng": ckpt.rng_state(generator),
-                    "subsets": [torch.from_numpy(np.asarray(s)) for s in
-                                (subsets if callable(index) else subsets[:1])],
-                    "selections": ckpt.selections_state(self.selections),
-                    "counters": dict(self.counters),
-                    "epoch_seconds": list(self.fft_epoch_seconds),
-                    "history": fit.history,
-                    "best_epoch": fit.best_epoch,
-                    "val_acc_best": fit.val_acc_best,
-                    "test_acc_best": fit.test_acc_best,
-                    "test_acc_last": fit.test_acc_last,
-                    "extra_test_acc_best": fit.extra_test_acc_best,
-                    "extra_test_acc_last": fit.extra_test_acc_last,
-                })
+            self.cell_progress.note_epoch_seconds(time.perf_counter() - started)
+            if checkpoint.active:
+                checkpoint.save(epoch, networks=networks, generator=generator, progress=self.cell_progress,
+                                fit=fit, loop={"criterion": criterion_state(criterion),
+                                               "subsets": [torch.from_numpy(np.asarray(s)) for s in
+                                                           (subsets if callable(index) else subsets[:1])]})
         if cfg.save_finetuned_features and self.finetuned_features_path is not None:
             self.save_finetuned_features(model, backbone)
         return fit

@@ -1,0 +1,97 @@
+"""JoCoR (Wei, Feng, Chen, An, CVPR 2020): joint training of two networks with co-regularisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nlbench.errors import ConfigError
+from nlbench.method_api import CellContext, Method, register_method
+from nlbench.methods.coteaching import SmallLossRun, check_common
+from nlbench.small_loss import jocor_loss, small_loss_indices
+from nlbench.train import Fit
+
+_README = "github.com/hongxin001/JoCoR README ('About Lambda')"
+# λ per (CIFAR, nominal rate) from the authors' README: CIFAR-10 0.9 at 20 %, 50 % and asym 40 %, 0.65 at
+# 80 %; CIFAR-100 0.85. A cell takes the CIFAR nearer in class count (C ≤ 31: CIFAR-10) and, on CIFAR-10, the
+# nearest tabulated symmetric rate (asymmetric and instance noise: the asym 40 % value; real noise: 0.9).
+CO_LAMBDA_CIFAR10 = {0.2: 0.9, 0.5: 0.9, 0.8: 0.65}
+CO_LAMBDA_CIFAR10_ASYM = 0.9
+CO_LAMBDA_CIFAR100 = 0.85
+# The code halves the nominal rate for its asymmetric noise when forget_rate is not given (algorithm/jocor.py).
+NOMINAL_SCALE = {"asym": 0.5}
+
+
+def published_co_lambda(num_classes: int, noise: str | None, rate: float) -> tuple[float, str]:
+    """(λ, source) of the README's setting nearest a cell; noise None: real noise or unknown."""
+    if num_classes > 31:
+        return CO_LAMBDA_CIFAR100, f"cifar100: {_README}"
+    if noise == "sym":
+        nearest = min(CO_LAMBDA_CIFAR10, key=lambda r: (round(abs(r - rate), 9), -r))
+        return CO_LAMBDA_CIFAR10[nearest], f"cifar10 sym {nearest:g}: {_README}"
+    if noise in ("asym", "inst"):
+        return CO_LAMBDA_CIFAR10_ASYM, f"cifar10 asym 0.4: {_README}"
+    return CO_LAMBDA_CIFAR10_ASYM, f"cifar10, real noise (the value of all its settings below 80 %): {_README}"
+
+
+@register_method("jocor", modes=("fft", "lp"), label="JoCoR", order=130,
+                 source="Wei et al., CVPR 2020; github.com/hongxin001/JoCoR")
+@dataclass(frozen=True)
+class JoCoR(Method):
+    """JoCoR: both networks see the same batch; per sample the joint loss ℓ = (1 − λ)(CE₁ + CE₂) +
+    λ·(KL(p₂‖p₁) + KL(p₁‖p₂)) (``nlbench.small_loss.jocor_loss``); the (1 − forget)·B samples of smallest ℓ
+    are kept and both networks step on their mean ℓ, through one optimiser over both networks' parameters
+    (here the pair's two optimisers stepped on the same loss: equal for the engine's SGD and AdamW).
+
+    λ (``co_lambda``): None = the authors' README value for the nearest CIFAR setting (CIFAR-10: 0.9 at
+    20 %/50 %/asym 40 %, 0.65 at 80 %; CIFAR-100: 0.85; the code's command-line default is 0.1). τ, T_k and
+    the schedule as Co-teaching's, except that 'nominal' halves the rate under asymmetric noise, as the
+    code does when forget_rate is not given. From the code: no augmentation, incomplete last batch
+    dropped, both networks in train mode; test prediction network 1 (``predict``; 'mean' averages both).
+    """
+
+    co_lambda: float | None = None  # None: README per setting (CIFAR-10 0.9 / 0.65 at 80 %, CIFAR-100 0.85)
+    forget_rate: float | str | None = None  # None: 'nominal' (code: noise_rate, halved for asym), real noise 'estimate'
+    num_gradual: int | None = None  # T_k; None: code's 10 (of 200 epochs) scaled to the budget
+    schedule: str = "code"  # code's linspace table; 'paper': R(T) = 1 − min(T/T_k·τ, τ)
+    epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
+    augment: bool = False  # code: transforms.ToTensor() only
+    views: int = 2  # K cached augmented feature views in lp mode, with augment
+    predict: str = "net1"  # code evaluates each network; 'mean': both networks' mean logits
+
+    def __post_init__(self) -> None:
+        check_common(self, "JoCoR")
+        if self.co_lambda is not None and not 0.0 <= self.co_lambda <= 1.0:
+            raise ConfigError(f"JoCoR co_lambda must lie in [0, 1]; got {self.co_lambda}")
+
+    def resolved_co_lambda(self, ctx: CellContext) -> tuple[float, str]:
+        if self.co_lambda is not None:
+            return float(self.co_lambda), "given"
+        noise = ctx.noise
+        return published_co_lambda(ctx.num_classes, None if noise is None or noise.model == "none" else noise.model,
+                                   0.0 if noise is None else noise.rate)
+
+    def run(self, ctx: CellContext) -> Fit:
+        co_lambda, lambda_source = self.resolved_co_lambda(ctx)
+        run = SmallLossRun(self, ctx, "JoCoR", nominal_scale=NOMINAL_SCALE)
+        pair = run.pair
+
+        def epoch_fn(epoch: int, state: dict) -> list[float]:
+            forget = run.forget(epoch)
+            run.new_epoch(networks=1)
+            pair.train_both()
+            for ids in pair.epoch_batches():
+                (x,) = pair.draw(ids, 1)
+                logits = [pair.forward(k, x, grad=True) for k in (0, 1)]
+                joint = jocor_loss(logits[0], logits[1], pair.labels[ids.to(run.device)], co_lambda)
+                keep = small_loss_indices(joint, forget)
+                loss = joint[keep].mean()
+                run.note(0, ids, keep, loss)
+                pair.step_joint(loss)
+            state["forget_rates"].append(round(forget, 6))
+            state["selected_sizes"].append([int(run.selected[0].sum())])
+            return run.end_epoch(epoch, ["joint"])
+
+        fit, state = pair.run_epochs("jocor", "JoCoR", epoch_fn, {"forget_rates": [], "selected_sizes": []},
+                                     predict=self.predict)
+        fit.extra.update({**run.extra(state), "co_lambda": co_lambda, "co_lambda_source": lambda_source})
+        return fit
