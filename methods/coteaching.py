@@ -138,7 +138,8 @@ def coteaching_step(run: SmallLossRun, ids: torch.Tensor, logits: list[torch.Ten
 
 
 @register_method("coteaching", modes=("fft", "lp"), label="CoT", order=110,
-                 source="Han et al., NeurIPS 2018; github.com/bhanML/Co-teaching")
+                 source="Han et al., NeurIPS 2018; github.com/bhanML/Co-teaching",
+                 fft_passes=2.0)  # two networks, each trained on every batch
 @dataclass(frozen=True)
 class CoTeaching(Method):
     """Co-teaching: two networks see the same batches; each ranks the batch by its own per-sample CE and

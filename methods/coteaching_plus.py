@@ -25,7 +25,8 @@ LOSS_INPUTS = ("softmax", "logits")
 
 
 @register_method("coteaching_plus", modes=("fft", "lp"), label="CoT+", order=120,
-                 source="Yu et al., ICML 2019; github.com/xingruiyu/coteaching_plus")
+                 source="Yu et al., ICML 2019; github.com/xingruiyu/coteaching_plus",
+                 fft_passes=2.0)  # two networks, each trained on every batch
 @dataclass(frozen=True)
 class CoTeachingPlus(Method):
     """Co-teaching+: until ``init_epoch`` plain Co-teaching; after it, per batch, only the samples on which

@@ -34,7 +34,8 @@ def published_co_lambda(num_classes: int, noise: str | None, rate: float) -> tup
 
 
 @register_method("jocor", modes=("fft", "lp"), label="JoCoR", order=130,
-                 source="Wei et al., CVPR 2020; github.com/hongxin001/JoCoR")
+                 source="Wei et al., CVPR 2020; github.com/hongxin001/JoCoR",
+                 fft_passes=2.0)  # two networks trained on one joint loss
 @dataclass(frozen=True)
 class JoCoR(Method):
     """JoCoR: both networks see the same batch; per sample the joint loss ℓ = (1 − λ)(CE₁ + CE₂) +
