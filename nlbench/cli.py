@@ -42,6 +42,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from nlbench.grids import list_grids  # torch-backed (see the module docstring)
+    from nlbench.method_api import LossMethod  # torch-backed
 
     if args.kind == "grids":
         rows = list_grids()
@@ -55,7 +56,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for e in entries:
         meta = e.meta
         if args.kind == "methods":
-            extra = (f"  [row {meta['label']}; modes: {', '.join(meta['modes'])}; "
+            # A loss's 'lp-fft' is LP-FT (probe with the loss, fine-tune from the probed head); TURN's selects first.
+            modes = [f"{m} (LP-FT)" if m == "lp-fft" and issubclass(e.obj, LossMethod) else m for m in meta["modes"]]
+            extra = (f"  [row {meta['label']}; modes: {', '.join(modes)}; "
                      f"source: {meta.get('source') or 'not given'}]")
         elif args.kind == "backbones":
             extra = (f"  [{meta.get('source')}; {meta.get('checkpoint')}; dim {meta.get('feature_dim')};"

@@ -89,7 +89,7 @@ def test_readme_method_file_registers_runs_a_cell_and_shows_its_label(tmp_path):
         listed = cli("list", "methods")
         assert listed.returncode == 0, listed.stderr
         line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("mae "))
-        assert "[row MAE; modes: fft, lp, lp-fft; source: Ghosh, Kumar & Sastry, AAAI 2017]" in line
+        assert "[row MAE; modes: fft, lp, lp-fft (LP-FT); source: Ghosh, Kumar & Sastry, AAAI 2017]" in line
         grid = write_grid(tmp_path / "mae.toml", backbone="efficientnet_lite0", methods=[("ce", "lp"), ("mae", "lp")])
         run = cli("run", "--grid", str(grid), "--results", str(tmp_path / "runs"), "--cache", str(tmp_path / "c"))
         assert run.returncode == 0, run.stdout + run.stderr
