@@ -137,11 +137,25 @@ def coteaching_step(run: SmallLossRun, ids: torch.Tensor, logits: list[torch.Ten
         run.pair.step(k, loss)
 
 
+@dataclass(frozen=True)
+class SmallLossMethod(Method):
+    """The options the Co-teaching family shares, with the official codes' defaults (JoCoR halves the nominal
+    rate under asymmetric noise, as its code does)."""
+
+    forget_rate: float | str | None = None  # None: 'nominal' (code: forget_rate = noise_rate), real noise 'estimate'
+    num_gradual: int | None = None  # T_k; None: code's 10 (of 200 epochs) scaled to the budget
+    schedule: str = "code"  # code's linspace table; 'paper': R(T) = 1 − min(T/T_k·τ, τ)
+    epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
+    augment: bool = False  # code: transforms.ToTensor() only
+    views: int = 2  # K cached augmented feature views in lp mode, with augment
+    predict: str = "net1"  # code evaluates each network; 'mean': both networks' mean logits
+
+
 @register_method("coteaching", modes=("fft", "lp"), label="CoT", order=110,
                  source="Han et al., NeurIPS 2018; github.com/bhanML/Co-teaching",
                  fft_passes=2.0)  # two networks, each trained on every batch
 @dataclass(frozen=True)
-class CoTeaching(Method):
+class CoTeaching(SmallLossMethod):
     """Co-teaching: two networks see the same batches; each ranks the batch by its own per-sample CE and
     keeps its (1 − forget)·B smallest-loss samples, on which its peer takes a step (mean CE). The forget
     rate ramps from 0 to τ over T_k epochs (``nlbench.small_loss.forget_rate``).
@@ -161,13 +175,6 @@ class CoTeaching(Method):
     their logits).
     """
 
-    forget_rate: float | str | None = None  # None: 'nominal' (code: forget_rate = noise_rate), real noise 'estimate'
-    num_gradual: int | None = None  # T_k; None: code's 10 (of 200 epochs) scaled to the budget
-    schedule: str = "code"  # code's linspace table; 'paper': R(T) = 1 − min(T/T_k·τ, τ)
-    epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
-    augment: bool = False  # code: transforms.ToTensor() only
-    views: int = 2  # K cached augmented feature views in lp mode, with augment
-    predict: str = "net1"  # code evaluates each network; 'mean': both networks' mean logits
 
     def __post_init__(self) -> None:
         check_common(self, "Co-teaching")

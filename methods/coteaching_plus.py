@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
-from nlbench.methods.coteaching import SmallLossRun, check_common, coteaching_step
+from nlbench.method_api import CellContext, register_method
+from nlbench.methods.coteaching import SmallLossMethod, SmallLossRun, check_common, coteaching_step
 from nlbench.small_loss import disagreement
 from nlbench.train import Fit
 
@@ -28,7 +28,7 @@ LOSS_INPUTS = ("softmax", "logits")
                  source="Yu et al., ICML 2019; github.com/xingruiyu/coteaching_plus",
                  fft_passes=2.0)  # two networks, each trained on every batch
 @dataclass(frozen=True)
-class CoTeachingPlus(Method):
+class CoTeachingPlus(SmallLossMethod):
     """Co-teaching+: until ``init_epoch`` plain Co-teaching; after it, per batch, only the samples on which
     the two networks' predictions (argmax) differ enter the small-loss exchange, whose kept share is
     (1 − forget rate) of the disagreement set. Forget rate, τ and T_k as Co-teaching's (``coteaching``).
@@ -44,15 +44,8 @@ class CoTeachingPlus(Method):
     - The code's extra division of the mean loss by the number kept is not applied (see ``coteaching``).
     """
 
-    forget_rate: float | str | None = None  # None: 'nominal' (code: forget_rate = noise_rate), real noise 'estimate'
-    num_gradual: int | None = None  # T_k; None: code's 10 (of 200 epochs) scaled to the budget
-    schedule: str = "code"  # code's linspace table; 'paper': R(T) = 1 − min(T/T_k·τ, τ)
     init_epoch: int | None = None  # None: code's 20 (CIFAR-10) / 5 (CIFAR-100) of 200 epochs, scaled
     loss_input: str = "softmax"  # code: CE of softmax outputs; 'logits': paper
-    epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
-    augment: bool = False  # code: transforms.ToTensor() only
-    views: int = 2  # K cached augmented feature views in lp mode, with augment
-    predict: str = "net1"  # code evaluates each network; 'mean': both networks' mean logits
 
     def __post_init__(self) -> None:
         check_common(self, "Co-teaching+")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
-from nlbench.methods.coteaching import SmallLossRun, check_common
+from nlbench.method_api import CellContext, register_method
+from nlbench.methods.coteaching import SmallLossMethod, SmallLossRun, check_common
 from nlbench.small_loss import jocor_loss, small_loss_indices
 from nlbench.train import Fit
 
@@ -37,7 +37,7 @@ def published_co_lambda(num_classes: int, noise: str | None, rate: float) -> tup
                  source="Wei et al., CVPR 2020; github.com/hongxin001/JoCoR",
                  fft_passes=2.0)  # two networks trained on one joint loss
 @dataclass(frozen=True)
-class JoCoR(Method):
+class JoCoR(SmallLossMethod):
     """JoCoR: both networks see the same batch; per sample the joint loss ℓ = (1 − λ)(CE₁ + CE₂) +
     λ·(KL(p₂‖p₁) + KL(p₁‖p₂)) (``nlbench.small_loss.jocor_loss``); the (1 − forget)·B samples of smallest ℓ
     are kept and both networks step on their mean ℓ, through one optimiser over both networks' parameters
@@ -51,13 +51,6 @@ class JoCoR(Method):
     """
 
     co_lambda: float | None = None  # None: README per setting (CIFAR-10 0.9 / 0.65 at 80 %, CIFAR-100 0.85)
-    forget_rate: float | str | None = None  # None: 'nominal' (code: noise_rate, halved for asym), real noise 'estimate'
-    num_gradual: int | None = None  # T_k; None: code's 10 (of 200 epochs) scaled to the budget
-    schedule: str = "code"  # code's linspace table; 'paper': R(T) = 1 − min(T/T_k·τ, τ)
-    epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
-    augment: bool = False  # code: transforms.ToTensor() only
-    views: int = 2  # K cached augmented feature views in lp mode, with augment
-    predict: str = "net1"  # code evaluates each network; 'mean': both networks' mean logits
 
     def __post_init__(self) -> None:
         check_common(self, "JoCoR")
