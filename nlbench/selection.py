@@ -177,7 +177,10 @@ def confident_clean(labels: np.ndarray, pred_probs: np.ndarray, *,
     pred_probs = np.asarray(pred_probs, dtype=np.float64)
     if pred_probs.ndim != 2 or len(pred_probs) != len(labels):
         raise ValueError(f"pred_probs must be (N, C) with N = {len(labels)}; got {pred_probs.shape}")
-    issues = find_label_issues(labels, pred_probs, filter_by=filter_by)
+    # n_jobs=1: cleanlab's default forks a process pool (one per core) inside a process that already runs
+    # torch's threads; a fork there can deadlock on a lock copied held (a Fashion-MNIST cell hung so), and the
+    # pool's workers would inherit nlbench's SIGTERM handler. One process gives the same flags.
+    issues = find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1)
     return ~np.asarray(issues, dtype=bool)
 
 
