@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, lpft_fine_tune_options, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.train import Fit
 
 LOG_EPS = 1e-8  # reference loss.py: -log(softmax + 1e-8)
@@ -166,7 +166,7 @@ class CORES(Method):
             probe = engine.linear_probe(self.criterion(ctx, config.lp_epochs, "lp-sieve"),
                                         desc="LP-FT CORES2: LP")
             fit = engine.fine_tune(self.criterion(ctx, config.fft_epochs, "sieve"), head=probe.model,
-                                   desc="LP-FT CORES2: FT", **lpft_fine_tune_options(engine))
+                                   desc="LP-FT CORES2: FT")
             fit.extra.update(lp_test_acc_best=probe.test_acc_best, lp_test_acc_last=probe.test_acc_last)
         fit.extra.update(beta_max=self.beta_max, beta_zero_epochs=self.beta_zero_epochs,
                          beta_ramp_epochs=self.beta_ramp_epochs, warmup_epochs=self.warmup_epochs,

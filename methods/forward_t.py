@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, lpft_fine_tune_options, register_method
+from nlbench.method_api import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
 from nlbench.train import Fit
 from nlbench.transition import anchor_transition, transition_error
@@ -112,7 +112,7 @@ class ForwardT(Method):
             fit = engine.fine_tune(loss, desc="FFT Fwd-T")
         else:
             probe = engine.linear_probe(loss, desc="LP-FT Fwd-T: LP")
-            fit = engine.fine_tune(loss, head=probe.model, desc="LP-FT Fwd-T: FT", **lpft_fine_tune_options(engine))
+            fit = engine.fine_tune(loss, head=probe.model, desc="LP-FT Fwd-T: FT")
             fit.extra.update(lp_test_acc_best=probe.test_acc_best, lp_test_acc_last=probe.test_acc_last)
         fit.extra.update(info)
         fit.extra["transition"] = self.transition

@@ -117,7 +117,7 @@ class Method(ABC):
 class LossMethod(Method):
     """A method that is a training criterion: LP trains a head with it, FFT the whole model, and LP-FT
     (mode 'lp-fft', Kumar et al., ICLR 2022) probes with it and then fine-tunes the whole model from the
-    probed head on every sample with it, with TURN's fine-tuning recipe (``lpft_fine_tune_options``)."""
+    probed head on every sample with it."""
 
     @abstractmethod
     def criterion(self, num_samples: int, num_classes: int) -> Criterion:
@@ -131,22 +131,9 @@ class LossMethod(Method):
             return engine.fine_tune(self.criterion(ctx.num_train, ctx.num_classes), desc=f"FFT {name}")
         probe = engine.linear_probe(self.criterion(ctx.num_train, ctx.num_classes), desc=f"LP-FT {name}: LP")
         fit = engine.fine_tune(self.criterion(ctx.num_train, ctx.num_classes), head=probe.model,
-                               desc=f"LP-FT {name}: FT", **lpft_fine_tune_options(engine))
-        fit.extra.update(lp_test_acc_best=probe.test_acc_best, lp_test_acc_last=probe.test_acc_last,
-                         **lpft_fine_tune_options(engine))
+                               desc=f"LP-FT {name}: FT")
+        fit.extra.update(lp_test_acc_best=probe.test_acc_best, lp_test_acc_last=probe.test_acc_last)
         return fit
-
-
-# LP-FT's fine-tuning recipe, TURN's (README defaults, docs/fidelity.md): a tenth of the grid's FFT rate, as
-# Kumar et al. (ICLR 2022) fine-tune from a probed head with a small rate, and BatchNorm statistics frozen so
-# the features stay those the head was probed on. The same recipe makes LP-FT the ablation of TURN's selection.
-LPFT_LR_FACTOR = 0.1
-LPFT_FREEZE_BN = True
-
-
-def lpft_fine_tune_options(engine: Trainer) -> dict:
-    """``fine_tune`` arguments of LP-FT's second phase (``lr``, ``freeze_bn``)."""
-    return {"lr": LPFT_LR_FACTOR * engine.config.fft_lr, "freeze_bn": LPFT_FREEZE_BN}
 
 
 class MethodInterfaceError(ConfigError):
