@@ -5,7 +5,7 @@ the facts when the file is imported). The facts, in timm's ``default_cfgs`` styl
 nlbench needs without building the model: the feature dim, the preprocessing (a fixed ``Preprocessing`` or,
 for a family with selectable tags, a function of the tag that reads the library's config), the default tag,
 the published weights' identity, licence, source, and the dry run's cost figures (``BackboneCost``, measured;
-or ``gflops``, from which ``nlbench.costs`` estimates them). ``backbone_facts(name)`` reads them back.
+or ``gflops``, from which ``nlbench.run.costs`` estimates them). ``backbone_facts(name)`` reads them back.
 
 The factory returns a ``Backbone``: a module whose forward gives the pooled feature the linear probe uses,
 its dimension and its preprocessing. ``create_backbone`` is the one entry point (like timm's

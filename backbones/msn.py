@@ -36,7 +36,7 @@ from nlbench.backbones import (
     timm_data_config,
 )
 from nlbench.backbones.hub import hub_file, load_strict, strip_prefix, weights_dir_file
-from nlbench.backbones.vit import VIT_B16_COST
+from nlbench.backbones.timm_models import VIT_B16_COST
 from nlbench.errors import ConfigError
 
 ARCH = "vit_base_patch16_224"

@@ -16,11 +16,17 @@ from pathlib import Path
 import timm
 import torch
 
-from nlbench.backbones import Backbone, Preprocessing, file_digest, load_state_dict_file, timm_data_config
+from nlbench.backbones import Backbone, BackboneCost, Preprocessing, file_digest, load_state_dict_file, timm_data_config
 from nlbench.backbones.hub import hub_file, load_strict, state_mismatch, strip_prefix, weights_dir_file
 from nlbench.errors import ConfigError
 
 # timm's hub repositories hold model.safetensors; older ones pytorch_model.bin (timm's own search order).
+# The ViT-B/16 architecture's H100 reference figures (docs/performance.md), shared by the families built on it
+# (vit_b16, mae_vit_b16 in vit.py; msn_vit_b16 in msn.py). The reference's compilation took 24-31 s; the
+# estimate counts the slowest.
+VIT_B16_ARCH = "vit_base_patch16_224"
+VIT_B16_COST = BackboneCost(VIT_B16_ARCH, 35.1, 8835, 2448, 3142, 9.5, compile_s=31.0)
+
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 
 

@@ -13,15 +13,18 @@ runs) it is interpolated on the fly instead of failing. Attention runs through P
 
 from __future__ import annotations
 
-from nlbench.backbones import Backbone, BackboneCost, register_backbone
-from nlbench.backbones.timm_models import build_timm_backbone, timm_licence, timm_preprocessing
+from nlbench.backbones import Backbone, register_backbone
+from nlbench.backbones.timm_models import (
+    VIT_B16_ARCH,
+    VIT_B16_COST,
+    build_timm_backbone,
+    timm_licence,
+    timm_preprocessing,
+)
 
-ARCH = "vit_base_patch16_224"
+ARCH = VIT_B16_ARCH
 VIT_TAG = "augreg2_in21k_ft_in1k"  # ImageNet-21k pre-training, ImageNet-1k fine-tuning (timm's best B/16)
 MAE_TAG = "mae"
-# H100 reference figures of the architecture (docs/performance.md); MAE and MSN ViT-B/16 share them. The
-# reference's compilation took 24-31 s; the estimate counts the slowest.
-VIT_B16_COST = BackboneCost(ARCH, 35.1, 8835, 2448, 3142, 9.5, compile_s=31.0)
 
 
 @register_backbone(

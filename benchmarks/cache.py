@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from nlbench.cell import run_cell
-from nlbench.grids import expand, load_grid
+from nlbench.run.cell import run_cell
+from nlbench.run.grids import expand, load_grid
 
 
 def main() -> None:

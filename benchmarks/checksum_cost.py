@@ -23,7 +23,7 @@ import time
 CHILD = r"""
 import json, os, sys, time
 import numpy as np
-from nlbench.features import FeatureCache, FeatureKey
+from nlbench.engine.features import FeatureCache, FeatureKey
 root, rows, dim, cold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "cold"
 cache = FeatureCache(root)
 key = FeatureKey("bench", "random", {"dataset": "bench"}, "train", 0, {})
@@ -66,7 +66,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from nlbench.features import FeatureCache, FeatureKey
+    from nlbench.engine.features import FeatureCache, FeatureKey
 
     cache = FeatureCache(args.folder)
     key = FeatureKey("bench", "random", {"dataset": "bench"}, "train", 0, {})

@@ -31,10 +31,7 @@ import torch
 from scipy.stats import truncnorm
 
 from nlbench.datasets import load_dataset
-from nlbench.methods.gce import GCELoss
-from nlbench.noise import apply_noise, flip_distribution, instance_inputs
-from nlbench.records import read_record
-from nlbench.selection import (
+from nlbench.engine.selection import (
     JSD_BASES,
     gmm_select,
     jsd_to_labels,
@@ -42,6 +39,9 @@ from nlbench.selection import (
     unicon_selection_ratio,
     uniform_selection,
 )
+from nlbench.methods.gce import GCELoss
+from nlbench.noise import apply_noise, flip_distribution, instance_inputs
+from nlbench.run.records import read_record
 
 READINGS = {  # (jsd_base, cutoff, weight_rule)
     "code (default)": ("e", "mean", "reference"),
@@ -197,7 +197,7 @@ def turn_cells(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     grid = folder / "turn_gmm.toml"
     grid.write_text(TURN_GRID)
-    subprocess.run([sys.executable, "-m", "nlbench.cli", "run", "--grid", str(grid), "--results",
+    subprocess.run([sys.executable, "-m", "nlbench", "run", "--grid", str(grid), "--results",
                     str(folder / "runs"), "--cache", str(folder / "cache"), "--no-progress"], check=True)
     tabulate_turn_cells(folder / "runs")
 

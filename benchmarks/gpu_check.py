@@ -103,7 +103,7 @@ def run_grid(grid: str, results: Path, cache: Path) -> float:
     """``nlbench run`` in a child process; its wall seconds. Raises on failure."""
     env = {**os.environ, "NLBENCH_CACHE": str(cache), "CI": "1"}
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "nlbench.cli", "run", "--grid", grid, "--results", str(results),
+    proc = subprocess.run([sys.executable, "-m", "nlbench", "run", "--grid", grid, "--results", str(results),
                            "--cache", str(cache), "--no-progress"], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"nlbench run --grid {grid} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -111,7 +111,7 @@ def run_grid(grid: str, results: Path, cache: Path) -> float:
 
 
 def table(grid: str, results: Path) -> dict[tuple[str, str], float]:
-    proc = subprocess.run([sys.executable, "-m", "nlbench.cli", "table", "--grid", grid, "--results", str(results)],
+    proc = subprocess.run([sys.executable, "-m", "nlbench", "table", "--grid", grid, "--results", str(results)],
                           capture_output=True, text=True, check=True)
     return parse_markdown_table(proc.stdout)
 
@@ -141,7 +141,7 @@ def step_quickstart(args, work: Path, device: str) -> dict:
         # No second device here: the run's own table, written as markdown and read back, is the
         # reference, so the parsing and comparison code runs (every difference must be 0).
         reference_md = work / "smoke_reference.md"
-        subprocess.run([sys.executable, "-m", "nlbench.cli", "table", "--grid", grid, "--results",
+        subprocess.run([sys.executable, "-m", "nlbench", "table", "--grid", grid, "--results",
                         str(work / "qs_device"), "--output", str(reference_md)], check=True, capture_output=True)
         reference, source = parse_markdown_table(reference_md.read_text()), "its own table read back (smoke)"
     elif args.cpu_run:
@@ -232,10 +232,10 @@ def fft_breakdown(name: str, device: torch.device, *, size: int | None, batch: i
     from torch import nn
 
     from nlbench.backbones import create_backbone
-    from nlbench.checkpoint import save_checkpoint
-    from nlbench.images import TensorImages
-    from nlbench.train import Classifier, make_optimizer
-    from nlbench.transforms import BatchTransform
+    from nlbench.engine.checkpoint import save_checkpoint
+    from nlbench.engine.images import TensorImages
+    from nlbench.engine.train import Classifier, make_optimizer
+    from nlbench.engine.transforms import BatchTransform
 
     backbone = create_backbone(name, pretrained=False)  # random weights: the cost does not depend on them
     size = size or backbone.input_size[0]

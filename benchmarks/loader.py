@@ -15,7 +15,7 @@ The augmentation runs on the training device in the main process (a GPU: a fract
 per batch); on the CPU it is timed on one thread and reported separately.
 
 It prints the workers needed to feed each backbone's FFT training rate (the H100 reference figures of
-``nlbench/costs.py``, eager and compiled): rate ÷ per-worker img/s, rounded up.
+``nlbench/run/costs.py``, eager and compiled): rate ÷ per-worker img/s, rounded up.
 
     python benchmarks/loader.py                       # 3 sizes × 200 images
     python benchmarks/loader.py --images 50 --json loader.json
@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlbench.costs import measured_cost
 from nlbench.datasets.files import LOAD_SIZE, PathImages, _Images, _read_bytes, decode_batch_on_device
-from nlbench.transforms import BatchTransform
+from nlbench.engine.compile import measured_cost
+from nlbench.engine.transforms import BatchTransform
 
 # (name, width, height). WebVision's "resized" release scales every image to a shorter side of 256;
 # Clothing1M's and WebVision's full-size images are web photographs of a few hundred px a side (we do not
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
           f"1 thread per worker, img/s per CPU second (= per core); {args.images} JPEGs per size; "
           f"augment (crop+flip+resize 224, on {device}): {result['augment_img_s']:,.0f} img/s")
     print(markdown(result))
-    print("workers needed = H100 FFT img/s (nlbench/costs.py) ÷ img/s per worker, rounded up; full table in --json")
+    print("workers needed = H100 FFT img/s (nlbench/run/costs.py) ÷ img/s per worker, rounded up; full table in --json")
     if args.json:
         from nlbench.atomic import atomic_write_bytes
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import tomllib
 
-from nlbench.grids import grid_files
+from nlbench.run.grids import grid_files
 
 LP_METHODS = ["ce", "gce", "elr", "dividemix", "unicon", "cl"]
 
@@ -60,10 +60,10 @@ def main() -> None:
             grid = root / f"lp_budget_e{epochs}.toml"
             grid.write_text(grid_text(base, epochs, noise))
             common = ["--grid", str(grid), "--results", str(root / "runs"), "--seeds", str(args.seeds)]
-            subprocess.run([sys.executable, "-m", "nlbench.cli", "run", *common, "--cache", str(root / "cache"),
+            subprocess.run([sys.executable, "-m", "nlbench", "run", *common, "--cache", str(root / "cache"),
                             "--no-progress"], check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
             for metric in ("test_acc_best", "test_acc_last"):
-                subprocess.run([sys.executable, "-m", "nlbench.cli", "table", *common, "--metric", metric], check=True)
+                subprocess.run([sys.executable, "-m", "nlbench", "table", *common, "--metric", metric], check=True)
                 print()
         if args.plot:
             print(f"wrote {plot_budget(root, args.epochs, args.seeds, args.plot)}")
@@ -77,9 +77,9 @@ def plot_budget(root: Path, budgets: list[int], seeds: int, path: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nlbench.grids import expand, load_grid
-    from nlbench.records import load_records
-    from nlbench.tables import method_label, records_frame
+    from nlbench.report.tables import method_label, records_frame
+    from nlbench.run.grids import expand, load_grid
+    from nlbench.run.records import load_records
 
     metrics = {"test_acc_best": "best-by-validation", "test_acc_last": "last epoch"}
     frames = []

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlbench.features import FeatureCache, FeatureKey, array_digest
+from nlbench.engine.features import FeatureCache, FeatureKey, array_digest
 
 METHODS = ("ce", "gce", "elr", "dividemix", "unicon", "cl", "turn")
 VIEWS = 2  # DivideMix's and UNICON's default K of cached augmented views
@@ -133,9 +133,9 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         multiprocessing.set_start_method("fork", force=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    from nlbench.engine.train import TrainConfig, Trainer
     from nlbench.methods import CellContext, build_method
     from nlbench.methods.gce import GCELoss
-    from nlbench.train import TrainConfig, Trainer
 
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the peak of this measurement only
@@ -162,7 +162,7 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         turn = build_method("turn", "lp-fft", {"lp_epochs": epochs})
         probe = trainer.linear_probe(GCELoss(turn.q), epochs=epochs, desc="TURN LP")
         t0 = time.perf_counter()
-        from nlbench.selection import balanced_subset
+        from nlbench.engine.selection import balanced_subset
 
         clean, losses, _gmm_fits = turn.select(trainer, probe.model)
         balanced_subset(clean, trainer.labels, num_classes, rng=np.random.default_rng(seed), losses=losses)

@@ -30,7 +30,7 @@ def main() -> None:
         env = {**os.environ, "NLBENCH_CACHE": os.path.join(tmp, "cache")}
         results = args.results or os.path.join(tmp, "runs")
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "nlbench.cli", "run", "--grid", args.grid, "--results",
+        done = subprocess.run([sys.executable, "-m", "nlbench", "run", "--grid", args.grid, "--results",
                                results], env=env, stdin=subprocess.DEVNULL)
         wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -142,7 +142,7 @@ def measure(name: str, *, device: torch.device, size: int | None, batch: int, mo
                 run(x)
     else:
         model.train()
-        # AdamW: the reference figures' step; SGD with momentum: the engine's FFT default (nlbench/train.py).
+        # AdamW: the reference figures' step; SGD with momentum: the engine's FFT default (nlbench/engine/train.py).
         opt = (torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda") if optimizer == "adamw"
                else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, weight_decay=5e-4))
 

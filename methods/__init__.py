@@ -2,7 +2,7 @@
 
 A method is a frozen dataclass of its hyperparameters (defaults with their sources beside them) that
 subclasses ``Method`` and implements ``run(ctx) -> Fit``, or subclasses ``LossMethod`` and implements
-``criterion`` only (see ``nlbench.method_api``). ``@register_method`` checks the interface when the file
+``criterion`` only (see ``nlbench.engine.method_api``). ``@register_method`` checks the interface when the file
 is imported. Methods from other distributions register through the ``nlbench.methods`` entry point group.
 """
 
@@ -13,8 +13,7 @@ import pkgutil
 from dataclasses import asdict, fields
 from typing import Any
 
-from nlbench.errors import ConfigError
-from nlbench.method_api import (
+from nlbench.engine.method_api import (
     CellContext,
     DatasetFacts,
     LossMethod,
@@ -23,6 +22,7 @@ from nlbench.method_api import (
     NominalNoise,
     register_method,
 )
+from nlbench.errors import ConfigError
 from nlbench.registry import METHODS
 
 __all__ = ["CellContext", "DatasetFacts", "LossMethod", "Method", "MethodInterfaceError", "NominalNoise",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nlbench.method_api import LossMethod, register_method
+from nlbench.engine.method_api import LossMethod, register_method
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,11 +13,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from nlbench.engine.method_api import CellContext, Method, register_method
+from nlbench.engine.selection import CL_FILTERS, confident_clean, require_cleanlab
+from nlbench.engine.train import Criterion, Fit
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
-from nlbench.selection import CL_FILTERS, confident_clean, require_cleanlab
-from nlbench.train import Criterion, Fit
 
 
 def out_of_fold_probs(trainer, *, folds: int = 5, epochs: int | None = None,

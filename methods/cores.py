@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nlbench.engine.method_api import CellContext, Method, register_method
+from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
-from nlbench.train import Fit
 
 LOG_EPS = 1e-8  # reference loss.py: -log(softmax + 1e-8)
 

@@ -8,18 +8,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
-from nlbench.network_pair import PREDICTIONS, NetworkPair
-from nlbench.selection import fit_loss_gmm
-from nlbench.small_loss import (
+from nlbench.engine.method_api import CellContext, Method, register_method
+from nlbench.engine.network_pair import PREDICTIONS, NetworkPair
+from nlbench.engine.selection import fit_loss_gmm
+from nlbench.engine.small_loss import (
     FORGET_SCHEDULES,
     check_forget_rate,
     coteaching_exchange,
     forget_rate,
     scaled_num_gradual,
 )
-from nlbench.train import Fit, per_sample_ce
+from nlbench.engine.train import Fit, per_sample_ce
+from nlbench.errors import ConfigError
 
 FORGET_RATE_RULES = ("nominal", "estimate")
 
@@ -158,7 +158,7 @@ class SmallLossMethod(Method):
 class CoTeaching(SmallLossMethod):
     """Co-teaching: two networks see the same batches; each ranks the batch by its own per-sample CE and
     keeps its (1 − forget)·B smallest-loss samples, on which its peer takes a step (mean CE). The forget
-    rate ramps from 0 to τ over T_k epochs (``nlbench.small_loss.forget_rate``).
+    rate ramps from 0 to τ over T_k epochs (``nlbench.engine.small_loss.forget_rate``).
 
     τ (``forget_rate``): a number, 'nominal' (the cell's nominal noise rate: the code's forget_rate =
     noise_rate when none is given) or 'estimate' (1 − the clean fraction of a GMM on a linear probe's

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nlbench.engine.method_api import CellContext, register_method
+from nlbench.engine.small_loss import disagreement
+from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, register_method
 from nlbench.methods.coteaching import SmallLossMethod, SmallLossRun, check_common, coteaching_step
-from nlbench.small_loss import disagreement
-from nlbench.train import Fit
 
 # The code's init_epoch (plain Co-teaching before it) per dataset, of n_epoch = 200 (main.py): CIFAR-10 20,
 # CIFAR-100 5. A dataset takes the CIFAR whose class count is nearer on a log scale (C ≤ 31: CIFAR-10), the

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nlbench.engine.method_api import CellContext, Method, register_method
+from nlbench.engine.network_pair import NetworkPair
+from nlbench.engine.selection import GMMFit, fit_loss_gmm
+from nlbench.engine.semisup import check_unit_interval, scaled_schedule
+from nlbench.engine.train import Fit, per_sample_ce
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
-from nlbench.network_pair import NetworkPair
-from nlbench.selection import GMMFit, fit_loss_gmm
-from nlbench.semisup import check_unit_interval, scaled_schedule
-from nlbench.train import Fit, per_sample_ce
 
 # The DivideMix paper's appendix and the authors' issue threads, cited below.
 _TABLE7 = "DivideMix paper (Li, Socher, Hoi, ICLR 2020), Appendix B, Table 7"
@@ -104,7 +104,7 @@ class DivideMix(Method):
     probability > p_threshold, weighted by it in co-refinement; unlabelled: the rest) with MixMatch
     (M = 2 views, sharpening T, mixup λ' = max(λ, 1 − λ), λ ~ Beta(α, α)), loss L_X + λ_u(t)·L_U + L_reg,
     λ_u ramped linearly over ``rampup_epochs`` after the warm-up. Test prediction: the mean of both
-    networks' logits. Formulas: ``nlbench.semisup``.
+    networks' logits. Formulas: ``nlbench.engine.semisup``.
 
     λ_u and p_threshold (τ) default to the published setting nearest the cell (``published_setting``:
     the paper's Table 7 per dataset and rate, τ 0.6 at 90 %, the official scripts' defaults for the

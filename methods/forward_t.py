@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nlbench.engine.method_api import CellContext, Method, register_method
+from nlbench.engine.train import Fit
+from nlbench.engine.transition import anchor_transition, transition_error
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
 from nlbench.methods.ce import cross_entropy
-from nlbench.train import Fit
-from nlbench.transition import anchor_transition, transition_error
 
 # Keras's epsilon: the code clips the prediction to [ε, 1 − ε] before multiplying by T (loss.py 27-29).
 _EPSILON = 1e-7
@@ -53,7 +53,7 @@ class ForwardT(Method):
     """Forward-corrected CE with a transition matrix T estimated from anchor points, or the cell's true one.
 
     ``transition="estimate"``: a linear probe trained with CE on the noisy labels (cached features) predicts
-    p(ỹ | x) on the training set; T's row i is the prediction at class i's anchor (``nlbench.transition``).
+    p(ỹ | x) on the training set; T's row i is the prediction at class i's anchor (``nlbench.engine.transition``).
     ``transition="oracle"``: T is the cell's expected transition matrix of its synthetic noise (an error
     under real noise, where none exists).
 

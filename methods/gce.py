@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nlbench.engine.method_api import LossMethod, register_method
 from nlbench.errors import ConfigError
-from nlbench.method_api import LossMethod, register_method
 
 
 class GCELoss:

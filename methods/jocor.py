@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nlbench.engine.method_api import CellContext, register_method
+from nlbench.engine.small_loss import jocor_loss, small_loss_indices
+from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, register_method
 from nlbench.methods.coteaching import SmallLossMethod, SmallLossRun, check_common
-from nlbench.small_loss import jocor_loss, small_loss_indices
-from nlbench.train import Fit
 
 _README = "github.com/hongxin001/JoCoR README ('About Lambda')"
 # λ per (CIFAR, nominal rate) from the authors' README: CIFAR-10 0.9 at 20 %, 50 % and asym 40 %, 0.65 at
@@ -39,7 +39,7 @@ def published_co_lambda(num_classes: int, noise: str | None, rate: float) -> tup
 @dataclass(frozen=True)
 class JoCoR(SmallLossMethod):
     """JoCoR: both networks see the same batch; per sample the joint loss ℓ = (1 − λ)(CE₁ + CE₂) +
-    λ·(KL(p₂‖p₁) + KL(p₁‖p₂)) (``nlbench.small_loss.jocor_loss``); the (1 − forget)·B samples of smallest ℓ
+    λ·(KL(p₂‖p₁) + KL(p₁‖p₂)) (``nlbench.engine.small_loss.jocor_loss``); the (1 − forget)·B samples of smallest ℓ
     are kept and both networks step on their mean ℓ, through one optimiser over both networks' parameters
     (here the pair's two optimisers stepped on the same loss: equal for the engine's SGD and AdamW).
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nlbench.method_api import CellContext, LossMethod, register_method
+from nlbench.engine.method_api import CellContext, LossMethod, register_method
+from nlbench.engine.train import Fit
 from nlbench.methods.sce import CODE_LOG_ZERO, check_weights, resolve_weights, reverse_cross_entropy
-from nlbench.train import Fit
 
 
 def normalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nlbench.engine.method_api import CellContext, LossMethod, register_method
+from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, LossMethod, register_method
-from nlbench.train import Fit
 
 # RCE's log 0: both official implementations clamp the one-hot label to [1e-4, 1] before the log
 # (SCE loss.py 18, APL loss.py 35 and 55), so A = ln 1e-4 ≈ −9.21; the paper states A = −4.

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlbench.engine.method_api import CellContext, LossMethod, register_method
+from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, LossMethod, register_method
-from nlbench.train import Fit
 
 EPS = 1e-4  # the reference code's eps (model/loss.py)
 

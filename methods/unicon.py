@@ -7,11 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nlbench.errors import ConfigError
-from nlbench.method_api import CellContext, Method, register_method
-from nlbench.methods.dividemix import _validate_common, resolve_schedule
-from nlbench.network_pair import NetworkPair
-from nlbench.selection import (
+from nlbench.engine.method_api import CellContext, Method, register_method
+from nlbench.engine.network_pair import NetworkPair
+from nlbench.engine.selection import (
     JSD_BASES,
     UNICON_CUTOFFS,
     UNICON_WEIGHT_RULES,
@@ -20,8 +18,10 @@ from nlbench.selection import (
     unicon_selection_ratio,
     uniform_selection,
 )
-from nlbench.semisup import check_unit_interval
-from nlbench.train import Fit
+from nlbench.engine.semisup import check_unit_interval
+from nlbench.engine.train import Fit
+from nlbench.errors import ConfigError
+from nlbench.methods.dividemix import _validate_common, resolve_schedule
 
 # Reference schedule (CIFAR-100, from scratch): 350 epochs with a 30-epoch warm-up; λ_u ramp 16 epochs.
 REF_EPOCHS, REF_WARMUP, REF_RAMPUP = 350, 30, 16

@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from nlbench.cli import main
+from nlbench.cli.main import main
 
 # A valid tiny grid: digits × efficientnet_lite0 at 16 px, one LP cell (seconds when it runs at all).
 VALID = {

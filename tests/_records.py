@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlbench.records import Cost, NoiseAudit, Record, cell_fields
+from nlbench.run.records import Cost, NoiseAudit, Record, cell_fields
 
 
 def record_of(spec, **overrides) -> Record:

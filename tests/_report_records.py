@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.distortion import SavedTestFeatures, finetuned_features_path, save_test_features
-from nlbench.grids import expand, load_grid
-from nlbench.records import Cost, NoiseAudit, Record, cell_fields, record_path, write_record
+from nlbench.engine.distortion import SavedTestFeatures, save_test_features
+from nlbench.run.grids import expand, load_grid
+from nlbench.run.layout import finetuned_features_path
+from nlbench.run.records import Cost, NoiseAudit, Record, cell_fields, record_path, write_record
 
 NUM_CLASSES = 10
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-CODE = "import sys, _tinynet; _tinynet.register(); from nlbench.cli import main; sys.exit(main(sys.argv[1:]))"
+CODE = "import sys, _tinynet; _tinynet.register(); from nlbench.cli.main import main; sys.exit(main(sys.argv[1:]))"
 # Capabilities that let root read and write any file: dropped to make root meet permissions like a user.
 _DAC_CAPS = "-dac_override,-dac_read_search"
 

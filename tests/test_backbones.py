@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from nlbench.backbones import create_backbone
 from nlbench.backbones.msn import MSN_CFG, hf_to_timm, timm_to_hf
-from nlbench.cli import main
+from nlbench.cli.main import main
 from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES
 
@@ -349,8 +349,8 @@ def test_clip_tower_at_other_sizes_equals_a_model_built_for_that_size():
 
 # ------------------------------------------------------------------ --weights NAME=PATH for a run
 def test_weights_overrides_set_the_grid_field(tmp_path):
-    from nlbench.cli_backbones import apply_weights_overrides
-    from nlbench.grids import expand, load_grid
+    from nlbench.cli.backbones import apply_weights_overrides
+    from nlbench.run.grids import expand, load_grid
 
     grid_file = tmp_path / "g.toml"
     grid_file.write_text('datasets = ["digits"]\nbackbones = ["resnet50", { name = "vit_b16", tag = "augreg_in1k" }]\n'

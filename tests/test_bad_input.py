@@ -66,7 +66,7 @@ def _without_override(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: cannot test a read-only folder")
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
-    return subprocess.run([*prefix, sys.executable, "-m", "nlbench.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([*prefix, sys.executable, "-m", "nlbench", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=600)
 
 
@@ -183,7 +183,7 @@ def test_argparse_errors_are_one_line_without_usage():
 
 def test_closed_pipe_is_quiet(tmp_path):
     """``nlbench list methods | head -0``: the reader has gone before the first write."""
-    proc = subprocess.Popen([sys.executable, "-m", "nlbench.cli", "list", "methods"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "nlbench", "list", "methods"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=tmp_path)
     proc.stdout.close()
     err = proc.stderr.read().decode()
@@ -193,7 +193,7 @@ def test_closed_pipe_is_quiet(tmp_path):
 
 
 def test_time_table_of_records_without_cost():
-    from nlbench.tables import render
+    from nlbench.report.tables import render
 
     record = {"dataset": "digits", "backbone": "efficientnet_lite0", "noise": "sym", "rate": 0.4, "method": "ce",
               "mode": "lp", "seed": 0, "method_tag": None, "test_acc_best": 50.0, "test_acc_last": 49.0,
@@ -265,7 +265,7 @@ def malformed_grids(draw) -> dict:
         g[draw(KEYS.filter(lambda k: k not in VALID and k not in BAD_TOP and k not in (
             "train", "dataset_options", "slurm", "noise", "methods")))] = draw(st.integers() | st.text(max_size=5))
     elif kind == "unknown_train":
-        from nlbench.grid_schema import train_model
+        from nlbench.run.schema import train_model
 
         g["train"][draw(KEYS.filter(lambda k: k not in train_model().model_fields))] = 1
     elif kind == "unknown_entry":

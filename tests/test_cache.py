@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from nlbench.cell import run_cell
-from nlbench.features import FeatureCache, FeatureKey
-from nlbench.grids import expand, load_grid
+from nlbench.engine.features import FeatureCache, FeatureKey
+from nlbench.run.cell import run_cell
+from nlbench.run.grids import expand, load_grid
 
 
 def _cells(write_grid, **kw):

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from test_dividemix import tiny_context, tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
 
-from nlbench.cell import run_cell
+from nlbench.engine.selection import confident_clean, select_clean
 from nlbench.errors import ConfigError
-from nlbench.grids import expand, load_grid
 from nlbench.methods import build_method
 from nlbench.methods.cl import out_of_fold_probs
-from nlbench.selection import confident_clean, select_clean
+from nlbench.run.cell import run_cell
+from nlbench.run.grids import expand, load_grid
 
 
 def _three_flipped():
@@ -51,7 +51,7 @@ def test_missing_cleanlab_gives_the_install_hint(monkeypatch):
 
 
 def test_core_never_imports_cleanlab():
-    code = ("import sys, nlbench.runner, nlbench.methods, nlbench.selection, nlbench.cli; "
+    code = ("import sys, nlbench.run.runner, nlbench.methods, nlbench.engine.selection, nlbench.cli.main; "
             "from nlbench.methods import build_method; build_method('cl', 'lp'); print('cleanlab' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

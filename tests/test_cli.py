@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from nlbench.cli import main
+from nlbench.cli.main import main
 
 
 def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nlbench.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nlbench", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=600, stdin=subprocess.DEVNULL)
 
 

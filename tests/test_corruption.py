@@ -12,10 +12,10 @@ import pytest
 import torch
 from _subproc import nlbench_cli, wait_ok
 
-from nlbench.checkpoint import load_checkpoint, save_checkpoint
 from nlbench.datasets import load_dataset
-from nlbench.features import FeatureCache, FeatureKey
-from nlbench.labels import draw_noise
+from nlbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from nlbench.engine.features import FeatureCache, FeatureKey
+from nlbench.run.labels import draw_noise
 
 
 def _key(**over) -> FeatureKey:

@@ -1,11 +1,12 @@
-"""GPU-hour estimates (nlbench/costs.py) against hand-computed numbers, and the paper's grids."""
+"""GPU-hour estimates (nlbench/run/costs.py) against hand-computed numbers, and the paper's grids."""
 
 from __future__ import annotations
 
 import pytest
 
-from nlbench.costs import ASSUMPTIONS, compile_pays, estimate_gpu_hours, measured_cost
-from nlbench.grids import CellSpec, expand, load_grid
+from nlbench.engine.compile import compile_pays, measured_cost
+from nlbench.run.costs import ASSUMPTIONS, estimate_gpu_hours
+from nlbench.run.grids import CellSpec, expand, load_grid
 
 TRAIN = {"fft_epochs": 10, "input_size": None, "compile": False}
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
+from nlbench.engine.network_pair import NetworkPair
+from nlbench.engine.small_loss import forget_rate, num_remember
 from nlbench.errors import ConfigError
 from nlbench.methods import build_method
 from nlbench.methods.jocor import published_co_lambda
-from nlbench.network_pair import NetworkPair
-from nlbench.small_loss import forget_rate, num_remember
 
 N_TRAIN, B = 150, 32  # tiny_context: 150 training samples, batches of 32 → 4 full batches, 22 dropped
 

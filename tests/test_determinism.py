@@ -17,13 +17,13 @@ from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's defau
 from torch import nn
 
 from nlbench.backbones import Backbone
-from nlbench.cell import run_cell
+from nlbench.engine.images import TensorImages
+from nlbench.engine.train import TrainConfig, num_train_batches, training_batches
 from nlbench.errors import ConfigError
-from nlbench.grids import expand, load_grid
-from nlbench.images import TensorImages
 from nlbench.methods.ce import cross_entropy
-from nlbench.records import record_path
-from nlbench.train import TrainConfig, num_train_batches, training_batches
+from nlbench.run.cell import run_cell
+from nlbench.run.grids import expand, load_grid
+from nlbench.run.records import record_path
 
 # What legitimately differs between two runs of one cell: timing, memory, the environment report.
 VOLATILE_COST = ("wall_s", "peak_rss_mb", "peak_cuda_mb", "fft_epoch_s")
@@ -51,7 +51,7 @@ def test_fft_cell_gives_identical_records_in_a_fresh_process_and_after_other_cel
     fresh = tmp_path / "fresh"
     cells = cells_by_name(grid)
     target = cells["fft/ce"]
-    script = (f"from nlbench.grids import expand, load_grid\nfrom nlbench.cell import run_cell\n"
+    script = (f"from nlbench.run.grids import expand, load_grid\nfrom nlbench.run.cell import run_cell\n"
               f"cell = [c for c in expand(load_grid({grid!r})) if c.mode == 'fft' and c.method == 'ce'][0]\n"
               f"run_cell(cell, {str(fresh)!r}, {str(fresh / 'cache')!r}, log=lambda m: None)\n")
     env = {**os.environ, "NLBENCH_CACHE": str(fresh / "cache")}

@@ -10,19 +10,19 @@ import torch
 from torch import nn
 
 from nlbench.backbones import Backbone
-from nlbench.cell import run_cell
-from nlbench.cli import main
+from nlbench.cli.main import main
 from nlbench.datasets import load_dataset
+from nlbench.engine.features import FeatureCache, FeatureKey
+from nlbench.engine.images import TensorImages
+from nlbench.engine.selection import GMMFit, gmm_clean_probability
+from nlbench.engine.train import Classifier, TrainConfig, Trainer, accuracy
+from nlbench.engine.transforms import BatchTransform
 from nlbench.errors import ConfigError
-from nlbench.features import FeatureCache, FeatureKey
-from nlbench.grids import expand, load_grid
-from nlbench.images import TensorImages
 from nlbench.methods import CellContext, build_method
 from nlbench.methods import dividemix as dm
 from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, DivideMix, co_divide, published_setting
-from nlbench.selection import GMMFit, gmm_clean_probability
-from nlbench.train import Classifier, TrainConfig, Trainer, accuracy
-from nlbench.transforms import BatchTransform
+from nlbench.run.cell import run_cell
+from nlbench.run.grids import expand, load_grid
 
 QUIET = {"log": lambda s: None}
 

@@ -15,11 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, published_setting
-from nlbench.methods.elr import ELRLoss
-from nlbench.methods.gce import GCELoss
-from nlbench.noise import apply_noise, asym_targets, flip_distribution, instance_inputs
-from nlbench.selection import (
+from nlbench.engine.selection import (
     DIVIDEMIX_EM,
     fit_loss_gmm,
     jsd_to_labels,
@@ -27,7 +23,7 @@ from nlbench.selection import (
     unicon_selection_ratio,
     uniform_selection,
 )
-from nlbench.semisup import (
+from nlbench.engine.semisup import (
     co_guess,
     co_refine,
     contrastive_loss,
@@ -39,6 +35,10 @@ from nlbench.semisup import (
     sharpen,
     uniform_prior_penalty,
 )
+from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, published_setting
+from nlbench.methods.elr import ELRLoss
+from nlbench.methods.gce import GCELoss
+from nlbench.noise import apply_noise, asym_targets, flip_distribution, instance_inputs
 
 
 # ------------------------------------------------------------------ losses of the single-network methods

@@ -17,8 +17,8 @@ import torch
 from _gridfile import VALID, assert_one_error_line, cli, tree, write_toml
 
 from nlbench.errors import ConfigError
-from nlbench.grid_schema import check_rate
-from nlbench.grids import Grid, expand, load_grid
+from nlbench.run.grids import Grid, expand, load_grid
+from nlbench.run.schema import check_rate
 
 
 def grid(**changes) -> dict:
@@ -254,7 +254,7 @@ def test_relative_paths_resolve_against_the_grid_file(tmp_path, monkeypatch):
 
 
 def test_empty_nlbench_cache_is_not_the_current_folder(monkeypatch):
-    from nlbench.features import default_cache_dir
+    from nlbench.engine.features import default_cache_dir
 
     monkeypatch.setenv("NLBENCH_CACHE", "")
     assert default_cache_dir() == Path.home() / ".cache" / "nlbench"
@@ -264,9 +264,9 @@ def test_schema_follows_the_dataclasses():
     """A new TrainConfig field or method parameter is typed by the schema without touching it."""
     from dataclasses import fields
 
-    from nlbench.grid_schema import params_model, train_model
+    from nlbench.engine.train import TrainConfig
     from nlbench.registry import METHODS
-    from nlbench.train import TrainConfig
+    from nlbench.run.schema import params_model, train_model
 
     assert list(train_model().model_fields) == [f.name for f in fields(TrainConfig)]
     for name in METHODS.names():
@@ -274,7 +274,7 @@ def test_schema_follows_the_dataclasses():
 
 
 def test_valid_grids_shipped_with_nlbench_pass_the_schema():
-    from nlbench.grids import grid_files
+    from nlbench.run.grids import grid_files
 
     for name in grid_files():
         assert expand(load_grid(name)), name

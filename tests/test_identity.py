@@ -1,4 +1,4 @@
-"""One function per identity (nlbench/identity.py) and the backbones' declared facts behind them.
+"""One function per identity (nlbench/engine/identity.py) and the backbones' declared facts behind them.
 
 The feature-cache key is computed without building a model, from the resolved weights (the default tag
 spelled out) and the full preprocessing; it changes with each of them and with nothing else. A fact is
@@ -19,14 +19,14 @@ import pytest
 from PIL import Image
 
 import nlbench.backbones
-from nlbench import identity
 from nlbench.backbones import Preprocessing, backbone_ref, create_backbone, forward_gflops, register_backbone
-from nlbench.costs import backbone_cost
 from nlbench.datasets import load_dataset
 from nlbench.datasets.files import decoder_identity
+from nlbench.engine import identity
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
 from nlbench.registry import BACKBONES
+from nlbench.run.costs import backbone_cost
+from nlbench.run.grids import CellSpec
 
 TESTS = Path(__file__).parent
 
@@ -176,8 +176,8 @@ def test_backbone_without_measured_cost_is_estimated_from_counted_flops():
     the measured architecture nearest in GFLOPs (EfficientNet-Lite0, 0.8 GFLOP)."""
     # conv 3→8 3×3 at 224² and conv 8→16 3×3 stride 2 at 112²: 2 × multiply-adds.
     flops = 2 * (3 * 8 * 9 * 224 * 224) + 2 * (8 * 16 * 9 * 112 * 112)
-    code = ("import _tinynet; _tinynet.register(); from nlbench.costs import backbone_cost, estimate_gpu_hours;"
-            "from nlbench.grids import CellSpec;"
+    code = ("import _tinynet; _tinynet.register(); from nlbench.run.costs import backbone_cost, estimate_gpu_hours;"
+            "from nlbench.run.grids import CellSpec;"
             "src = backbone_cost('tiny_test_cnn'); print(src.cost.gflop_fwd, src.cost.features_img_s, "
             "src.cost.train_img_s, src.cost.train_img_s_compiled, src.estimated);"
             "c = CellSpec(grid='t', dataset='cifar100', backbone='tiny_test_cnn', noise='sym', rate=0.6, "
@@ -232,7 +232,7 @@ def test_a_backbone_file_written_as_readme_says_is_listed_and_runs(tmp_path, wri
     env = {**os.environ, "NLBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
 
     def cli(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "nlbench.cli", *args], cwd=tmp_path, env=env,
+        out = subprocess.run([sys.executable, "-m", "nlbench", *args], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout
@@ -263,7 +263,7 @@ def test_a_backbone_file_that_fails_to_import_stops_nlbench(tmp_path):
     path = folder / f"broken_{os.getpid()}_{abs(hash(str(tmp_path))) % 10**8}.py"
     try:
         path.write_text('raise RuntimeError("this backbone file is broken")\n')
-        out = subprocess.run([sys.executable, "-m", "nlbench.cli", "list", "backbones"], cwd=tmp_path,
+        out = subprocess.run([sys.executable, "-m", "nlbench", "list", "backbones"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode != 0
         assert "this backbone file is broken" in out.stderr and path.name in out.stderr

@@ -14,7 +14,7 @@ import time
 import pytest
 from _subproc import nlbench_cli
 
-from nlbench.locks import CellClaim, claim_cell
+from nlbench.run.locks import CellClaim, claim_cell
 
 
 def _claim(folder, **kw) -> CellClaim:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
+from nlbench.engine.transition import anchor_points, anchor_transition, transition_error
 from nlbench.errors import ConfigError
 from nlbench.methods import CellContext, build_method
 from nlbench.methods.forward_t import ForwardCorrectedLoss, ForwardT
@@ -23,7 +24,6 @@ from nlbench.methods.sce import (
     resolve_weights,
     reverse_cross_entropy,
 )
-from nlbench.transition import anchor_points, anchor_transition, transition_error
 
 # logits (0, ln 3) give p = (1/4, 3/4)
 LOGITS = torch.tensor([[0.0, math.log(3.0)]])

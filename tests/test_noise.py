@@ -12,8 +12,6 @@ import pytest
 from nlbench.datasets import load_dataset
 from nlbench.datasets.cifar import CIFAR100_COARSE, CIFAR100_SUPERCLASSES
 from nlbench.errors import ConfigError
-from nlbench.grids import CellSpec
-from nlbench.labels import draw_noise, labels_key, labels_path, noisy_labels
 from nlbench.noise import (
     NoisyLabels,
     _normalised_inputs,
@@ -23,6 +21,8 @@ from nlbench.noise import (
     label_digest,
     transition_matrix,
 )
+from nlbench.run.grids import CellSpec
+from nlbench.run.labels import draw_noise, labels_key, labels_path, noisy_labels
 
 
 def balanced(num_classes: int, per_class: int) -> np.ndarray:
@@ -335,7 +335,7 @@ def test_real_noise_dataset_refuses_synthetic_noise(tmp_path):
 def test_inst_on_backbone_features_reads_them_through_the_feature_cache(tmp_path):
     from dataclasses import asdict
 
-    from nlbench.train import TrainConfig
+    from nlbench.engine.train import TrainConfig
 
     train = asdict(TrainConfig.from_dict({"input_size": 16}))  # small: only the plumbing is under test
     spec = _spec(noise="inst", rate=0.4, noise_options={"inputs_kind": "features"}, train=train)

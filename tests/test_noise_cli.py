@@ -7,7 +7,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from nlbench.cli import main
+from nlbench.cli.main import main
 from nlbench.datasets import load_dataset
 from nlbench.noise import apply_noise
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
+from nlbench.engine.network_pair import NetworkPair
 from nlbench.methods import build_method
-from nlbench.network_pair import NetworkPair
 
 
 class Interrupted(Exception):

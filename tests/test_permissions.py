@@ -14,10 +14,10 @@ import torch
 from _subproc import nlbench_cli, wait_ok
 
 from nlbench.atomic import atomic_write_bytes
-from nlbench.checkpoint import save_checkpoint
 from nlbench.datasets import load_dataset
-from nlbench.features import FeatureCache, FeatureKey
-from nlbench.labels import draw_noise
+from nlbench.engine.checkpoint import save_checkpoint
+from nlbench.engine.features import FeatureCache, FeatureKey
+from nlbench.run.labels import draw_noise
 
 GRID = """
 description = "permissions test"

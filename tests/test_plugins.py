@@ -56,7 +56,7 @@ def readme_method_file() -> str:
 
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     environ = {**os.environ, "CI": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "nlbench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nlbench", *args], capture_output=True, text=True,
                           env=environ, cwd=cwd, timeout=600)
 
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from nlbench.grids import CellSpec, load_grid
-from nlbench.progress import GridProgress, format_duration
-from nlbench.runner import run_grid
+from nlbench.run.grids import CellSpec, load_grid
+from nlbench.run.progress import GridProgress, format_duration
+from nlbench.run.runner import run_grid
 
 
 def cell(mode: str, method: str, seed: int) -> CellSpec:

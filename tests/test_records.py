@@ -12,9 +12,10 @@ from dataclasses import replace
 import pytest
 from _records import record_of
 
-from nlbench.cli import main
-from nlbench.grids import expand, load_grid
-from nlbench.records import (
+from nlbench.cli.main import main
+from nlbench.report.tables import render
+from nlbench.run.grids import expand, load_grid
+from nlbench.run.records import (
     SCHEMA_VERSION,
     NoiseAudit,
     Record,
@@ -25,7 +26,6 @@ from nlbench.records import (
     record_path,
     write_record,
 )
-from nlbench.tables import render
 
 
 def v1_record(spec, acc: float, last: float, realized: float) -> dict:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from nlbench.cli import main
+from nlbench.cli.main import main
 from nlbench.errors import ConfigError
 from nlbench.methods import Method, register_method
 from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE, Registry

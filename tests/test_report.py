@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from _report_records import write_records
 
-from nlbench.cli import main
-from nlbench.distortion import finetuned_features_path, load_test_features
-from nlbench.features import FeatureCache
-from nlbench.grids import expand, load_grid
-from nlbench.records import load_records
-from nlbench.tables import paper_results, paper_value
+from nlbench.cli.main import main
+from nlbench.engine.distortion import load_test_features
+from nlbench.engine.features import FeatureCache
+from nlbench.report.tables import paper_results, paper_value
+from nlbench.run.grids import expand, load_grid
+from nlbench.run.layout import finetuned_features_path
+from nlbench.run.records import load_records
 
 CIFAR_METHODS = [{"method": "ce", "mode": "fft"}, {"method": "ce", "mode": "lp"},
                  {"method": "dividemix", "mode": "lp"}, {"method": "turn", "mode": "lp-fft"}]
@@ -115,8 +116,8 @@ def test_bad_input_is_one_line_and_writes_nothing(cifar_grid, tmp_path, capsys):
 def test_finetuned_features_saved_by_a_real_fft_cell(write_grid, tmp_path):
     """One real fine-tuning cell with the grid's flag on: the test features after fine-tuning, the cached
     pre-trained ones and the clean labels land beside the record; the flag off keeps old config hashes."""
-    from nlbench.identity import cell_feature_key
-    from nlbench.runner import run_grid
+    from nlbench.engine.identity import cell_feature_key
+    from nlbench.run.runner import run_grid
 
     grid_path = write_grid("ft", methods=[{"method": "ce", "mode": "fft"}], train={"save_finetuned_features": True})
     grid = load_grid(grid_path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from _report_records import write_records
 
-from nlbench.cli import main
-from nlbench.report_browser import check_page, find_chromium
+from nlbench.cli.main import main
+from nlbench.report.browser import check_page, find_chromium
 
 pytest.importorskip("playwright.sync_api", reason="pip install playwright (drives the system's Chromium)")
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no Chromium on PATH (Debian: apt install chromium)")

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nlbench.distortion import SavedTestFeatures, knn_accuracy, load_test_features, save_test_features
-from nlbench.report import pareto_front
-from nlbench.stats import average_ranks, friedman_nemenyi, score_matrix
+from nlbench.engine.distortion import SavedTestFeatures, knn_accuracy, load_test_features, save_test_features
+from nlbench.report.page import pareto_front
+from nlbench.report.stats import average_ranks, friedman_nemenyi, score_matrix
 
 # 4 settings × 3 methods; setting 2 ties A and B.
 TIED = pd.DataFrame([[90, 80, 70], [85, 85, 60], [70, 75, 65], [88, 82, 80]], columns=list("ABC"),

@@ -16,11 +16,11 @@ import pytest
 import torch
 from _tinynet import tiny_model
 
-from nlbench.features import FeatureCache, FeatureKey
-from nlbench.images import TensorImages
+from nlbench.engine.features import FeatureCache, FeatureKey
+from nlbench.engine.images import TensorImages
+from nlbench.engine.train import TrainConfig, Trainer
+from nlbench.engine.transforms import BatchTransform
 from nlbench.methods.elr import ELRLoss
-from nlbench.train import TrainConfig, Trainer
-from nlbench.transforms import BatchTransform
 
 TESTS = Path(__file__).parent
 N_TRAIN, N_EVAL, CLASSES = 96, 32, 4
@@ -187,7 +187,7 @@ TRAINING_FIELDS = ("config_hash", "test_acc_best", "test_acc_last", "val_acc_bes
 def nlbench(args: list[str], *, sleep: float = 0.0, stdout=subprocess.PIPE) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "NLBENCH_TEST_STEP_SLEEP": str(sleep), "OMP_NUM_THREADS": "1", "CI": "1"}
-    code = "import sys, _tinynet; _tinynet.register(); from nlbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys, _tinynet; _tinynet.register(); from nlbench.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-u", "-c", code, *args], env=env, stdout=stdout,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from _records import record_of
 
-from nlbench.cli import main
+from nlbench.cli.main import main
 from nlbench.errors import ConfigError
-from nlbench.executors import (
+from nlbench.run.executors import (
     SlurmOptions,
     check_time_limit,
     extra_parameters,
@@ -23,9 +23,9 @@ from nlbench.executors import (
     resolve_slurm_options,
     sbatch_preview,
 )
-from nlbench.grids import CellSpec, expand, load_grid
-from nlbench.records import read_record, record_path, write_record
-from nlbench.status import SubmissionState, _expand, _parse
+from nlbench.run.grids import CellSpec, expand, load_grid
+from nlbench.run.records import read_record, record_path, write_record
+from nlbench.run.status import SubmissionState, _expand, _parse
 
 
 @pytest.fixture(autouse=True)
@@ -267,7 +267,7 @@ def test_state_remembers_previous_jobs_of_a_resubmitted_cell(tmp_path: Path) -> 
 
 
 def test_repeated_slurm_flags_from_the_command_line_reach_the_options(tmp_path, capsys):
-    from nlbench.cli import main
+    from nlbench.cli.main import main
 
     results = tmp_path / "runs"
     results.mkdir()

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from nlbench.engine.features import FeatureCache, features_tensor
+from nlbench.engine.network_pair import ViewBank
+from nlbench.engine.train import TrainConfig
 from nlbench.errors import ConfigError
-from nlbench.features import FeatureCache, features_tensor
-from nlbench.network_pair import ViewBank
-from nlbench.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -54,7 +54,7 @@ def test_compile_setting_is_validated_and_auto_stays_off_on_cpu():
     # The engine's decision, as on a CUDA machine (only the device's type is read): the dry run's rule.
     from types import SimpleNamespace
 
-    from nlbench.train import Trainer
+    from nlbench.engine.train import Trainer
 
     vit = SimpleNamespace(name="vit_b16", input_size=(224, 224))
     on = {kind: SimpleNamespace(config=TrainConfig(), device=torch.device(kind)) for kind in ("cuda", "cpu")}
@@ -140,7 +140,7 @@ def test_gpu_check_smoke_runs_every_step_on_cpu(tmp_path):
 
 
 def test_jsd_in_row_chunks_equals_the_whole(monkeypatch):
-    from nlbench import selection
+    from nlbench.engine import selection
 
     rng = np.random.default_rng(0)
     probs, labels = rng.dirichlet(np.ones(7), 1000), rng.integers(0, 7, 1000)

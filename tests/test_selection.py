@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nlbench.engine.selection import balanced_subset, gmm_clean_probability, select_clean
 from nlbench.errors import ConfigError
 from nlbench.methods import build_method
-from nlbench.selection import balanced_subset, gmm_clean_probability, select_clean
 
 
 def test_balanced_subset_takes_min_count_from_each_class():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlbench.semisup import (
+from nlbench.engine.semisup import (
     co_guess,
     co_refine,
     contrastive_loss,

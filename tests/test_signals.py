@@ -16,8 +16,8 @@ import torch
 from _subproc import nlbench_cli, wait_ok
 
 from nlbench.atomic import atomic_save_npy
-from nlbench.checkpoint import save_checkpoint
-from nlbench.records import read_record
+from nlbench.engine.checkpoint import save_checkpoint
+from nlbench.run.records import read_record
 
 GRID = """
 description = "signal test"

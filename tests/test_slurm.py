@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from nlbench.grids import expand, load_grid
-from nlbench.status import cell_statuses, job_states, result_file_state, wait_for_cells
+from nlbench.run.grids import expand, load_grid
+from nlbench.run.status import cell_statuses, job_states, result_file_state, wait_for_cells
 
 pytestmark = pytest.mark.slurm
 
@@ -62,7 +62,7 @@ def slurm_env(cluster: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def nlbench(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nlbench.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nlbench", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 

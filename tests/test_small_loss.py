@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from nlbench.errors import ConfigError
-from nlbench.small_loss import (
+from nlbench.engine.small_loss import (
     coteaching_exchange,
     disagreement,
     forget_rate,
@@ -19,6 +18,7 @@ from nlbench.small_loss import (
     small_loss_indices,
     symmetric_kl,
 )
+from nlbench.errors import ConfigError
 
 
 def test_code_schedule_is_the_linspace_table_read_from_epoch_one():

@@ -10,11 +10,11 @@ from dataclasses import asdict
 
 import pytest
 
-from nlbench.grids import expand, load_grid
+from nlbench.engine.config import TrainConfig
 from nlbench.methods import build_method, method_params
 from nlbench.methods.gce import GCE
-from nlbench.spec import CellSpec
-from nlbench.train_config import TrainConfig
+from nlbench.run.grids import expand, load_grid
+from nlbench.run.spec import CellSpec
 
 STORED_FIELDS = ["grid", "dataset", "backbone", "noise", "rate", "method", "mode", "seed", "backbone_tag",
                  "backbone_weights", "noise_options", "method_params", "dataset_options", "train", "val_labels",

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from markdown_it import MarkdownIt
 
-from nlbench.tables import render
+from nlbench.report.tables import render
 
 # Backbone, tag and method names with every character LaTeX treats specially.
 ODD_BACKBONE = "my_net & co #2 (50% {x} ~y^z $5 \\ a@b)"

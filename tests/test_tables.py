@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nlbench.errors import ConfigError
-from nlbench.tables import render
+from nlbench.report.tables import render
 
 
 def rec(mode, method, noise, rate, seed, acc, last=None, backbone="bb"):

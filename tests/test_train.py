@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
 
-from nlbench.images import TensorImages
+from nlbench.engine.images import TensorImages
 from nlbench.methods.ce import cross_entropy
 
 

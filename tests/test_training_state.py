@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nlbench.train import Fit, make_optimizer, make_scheduler
-from nlbench.training_state import CellProgress, EpochCheckpoint, Network, pack, unpack
+from nlbench.engine.train import Fit, make_optimizer, make_scheduler
+from nlbench.engine.training_state import CellProgress, EpochCheckpoint, Network, pack, unpack
 
 
 def networks(seed: int, n: int = 2) -> list[Network]:

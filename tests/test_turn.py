@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlbench.cell import run_cell
-from nlbench.grids import expand, load_grid
+from nlbench.run.cell import run_cell
+from nlbench.run.grids import expand, load_grid
 
 
 def test_turn_cell_records_balanced_selection_and_is_deterministic(write_grid, tmp_path):

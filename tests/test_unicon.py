@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
-from nlbench.cell import run_cell
+from nlbench.engine.selection import jsd_to_labels, unicon_selection_ratio, uniform_selection
 from nlbench.errors import ConfigError
-from nlbench.grids import expand, load_grid
 from nlbench.methods import build_method
-from nlbench.selection import jsd_to_labels, unicon_selection_ratio, uniform_selection
+from nlbench.run.cell import run_cell
+from nlbench.run.grids import expand, load_grid
 
 QUIET = {"log": lambda s: None}
 

@@ -4,7 +4,7 @@ findings that ``nlbench prepare`` prints.
 ``PathImages`` is the ``ImageSource`` of datasets that list image paths (Clothing1M, WebVision, a
 user's folder or CSV): a torch DataLoader with worker processes reads each image, fits it to a fixed
 square (shorter side resized to ``size``, centre crop), and yields uint8 (B, C, H, W) batches on the
-device, the same interface as ``nlbench.images.TensorImages``. Three decoders (``DECODERS``):
+device, the same interface as ``nlbench.engine.images.TensorImages``. Three decoders (``DECODERS``):
 
 * ``pil`` (the default on CPU): PIL in the workers, with JPEG draft mode (DCT-domain downscaling of
   large files);

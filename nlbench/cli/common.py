@@ -1,0 +1,69 @@
+"""What every command module of the CLI shares: the parser class with nlbench's error convention, argument
+types, the results folder of a command line and a grid's table as the commands print it.
+
+``nlbench.cli.main`` (list, run, table, report) and the command modules beside it (``cli_cluster``, ``cli_data``,
+``cli_backbones``) import this module; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+
+from nlbench.report.tables import METRICS, render
+from nlbench.run.records import default_results_dir
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with nlbench's error convention: one line ``nlbench: error: …`` and exit code 2, no usage
+    dump (``--help`` shows it). Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"nlbench: error: {' '.join(message.split())}\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
+        # argparse turns `--opt=--` into [] without calling the option's type; refuse it instead.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one value; got '--'")
+        return super()._get_values(action, arg_strings)
+
+
+def int_at_least(minimum: int) -> typing.Callable[[str], int]:
+    """argparse type: an integer ≥ ``minimum``, refused with the bad value and the valid range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer ≥ {minimum}") from None
+        if value < minimum:
+            why = "is negative" if minimum == 0 else f"is not ≥ {minimum}"
+            raise argparse.ArgumentTypeError(f"{value} {why}; expected an integer ≥ {minimum}")
+        return value
+
+    parse.__name__ = f"integer ≥ {minimum}"  # argparse names the type in its messages
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def results_folder(args: argparse.Namespace) -> Path:
+    """The command line's ``--results``, else the default folder of run records."""
+    return Path(args.results) if args.results is not None else default_results_dir()
+
+
+def table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:
+    """A grid's leaderboard as ``nlbench table`` prints it (markdown gets a caption line)."""
+    text = render(records, layout=grid.layout, metric=metric, fmt=fmt, realized=realized, paper=paper)
+    if fmt == "markdown":
+        backbones = ", ".join(dict.fromkeys(r["backbone"] for r in records))
+        datasets = ", ".join(dict.fromkeys(r["dataset"] for r in records))
+        seeds = len({r["seed"] for r in records})
+        caption = f"{grid.name}: {METRICS[metric]} — {datasets}, {backbones}; {len(records)} cells, {seeds} seed(s)"
+        if grid.layout == "real":
+            caption += "; cells: best / last"
+        return caption + "\n\n" + text
+    return text

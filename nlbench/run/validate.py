@@ -1,0 +1,165 @@
+"""Up-front checks of a run: everything a grid names is checked before its first cell, and ``--dry-run``
+runs the very same checks.
+
+``grids.load_grid``/``grids.expand`` check the grid's schema (types, ranges, keys, registry names, files
+exist). ``check_run`` adds what needs the inputs themselves: the output folders can be written, no other
+grid owns the results folder, every dataset loads (a user's CSV decodes, its images are images), every
+noise entry passes its model's own option checks for that dataset, every local weights file is a state
+dict. Each problem is a ConfigError of one line; nothing is written until all pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from nlbench.atomic import atomic_write_bytes, check_writable
+from nlbench.backbones import load_state_dict_file
+from nlbench.datasets import load_dataset
+from nlbench.datasets.custom import check_images
+from nlbench.errors import ConfigError, DataNotFound
+from nlbench.noise import check_noise_options
+from nlbench.run.grids import Grid
+from nlbench.run.spec import CellSpec
+
+# Written into <results>/<grid name>/ by the first run: which grid file owns that folder (see claim_results).
+OWNER_FILE = ".grid-source.json"
+
+
+def check_output_folder(path: str | Path, what: str, hint: str = "choose a folder you can write") -> None:
+    """``path`` is, or can be created as, a folder we can write in: not a file, not read-only."""
+    if str(path) == "":
+        raise ConfigError(f"{what} is empty; expected a folder")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{what} {str(p)!r} is a file; expected a folder")
+    existing = p
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {str(p)!r} cannot be created: {str(existing)!r} is a file")
+    check_writable(p, what, hint)
+
+
+def _owner_path(grid: Grid, results: Path) -> Path:
+    return Path(results) / grid.name / OWNER_FILE
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_results_owner(grid: Grid, results: str | Path) -> None:
+    """Two grid files with one name must not share ``<results>/<name>/``: the second would replace the
+    first's records without a word. The folder belongs to the grid file that ran there first; a grid file
+    that has since moved (its old path is gone) takes it over."""
+    owner = _owner_path(grid, Path(results))
+    try:
+        recorded = json.loads(owner.read_text()).get("source")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read {str(owner)!r} ({exc}); it names the grid file that owns this results "
+                          f"folder: repair or delete it") from None
+    if not isinstance(recorded, str) or _same_file(recorded, grid.source) or not Path(recorded).is_file():
+        return
+    raise ConfigError(f"grid {grid.name!r} of {grid.source!r} would write into {str(owner.parent)!r}, which holds "
+                      f"the records of another grid file with that name, {recorded!r}; give this grid its own "
+                      f"name = \"...\" or use another --results folder")
+
+
+def claim_results(grid: Grid, results: str | Path) -> None:
+    """Check the owner (``check_results_owner``), then record this grid file as the owner of its folder."""
+    check_results_owner(grid, results)
+    owner = _owner_path(grid, Path(results))
+    source = str(Path(grid.source).resolve())
+    try:
+        if json.loads(owner.read_text()).get("source") == source:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    atomic_write_bytes(owner, json.dumps({"grid": grid.name, "source": source}, indent=1).encode())
+
+
+def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] | None = None) -> None:
+    """Load every dataset of ``cells`` once and check every noise entry against it and every weights file,
+    so a bad value in the last entry fails before the first cell runs. With ``missing_data`` (a dry run), a
+    dataset whose files are not here is reported to it instead of raised, and the checks that need the
+    dataset's contents are skipped for it."""
+    datasets = {}
+    checked_noise = set()
+    checked_weights = set()
+    for cell in cells:
+        key = (cell.dataset, json.dumps(cell.dataset_options, sort_keys=True, default=str))
+        if key not in datasets:
+            try:
+                datasets[key] = load_checked_dataset(cell.dataset, cell.dataset_options)
+            except DataNotFound as exc:
+                if missing_data is None:
+                    raise
+                missing_data(str(exc))
+                datasets[key] = None
+        dataset = datasets[key]
+        if dataset is None:
+            continue
+        noise_key = (key, cell.noise, cell.rate, json.dumps(cell.noise_options, sort_keys=True, default=str))
+        if noise_key not in checked_noise:
+            checked_noise.add(noise_key)
+            if dataset.real_noise:
+                if cell.noise != "none":
+                    raise ConfigError(f"dataset {cell.dataset!r} carries real label noise (labels as given); use "
+                                      f"noise model 'none' (got {cell.noise!r})")
+            else:
+                try:
+                    check_noise_options(cell.noise, cell.rate, cell.noise_options, num_classes=dataset.num_classes,
+                                        dataset=cell.dataset)
+                except ConfigError:
+                    raise
+                except (TypeError, ValueError) as exc:  # an option of a type the model's code did not expect
+                    raise ConfigError(f"noise {cell.noise!r} options {cell.noise_options}: {exc}") from None
+                if (cell.noise == "inst" and cell.noise_options.get("inputs_kind", "pixels") == "pixels"
+                        and dataset.train.images is None):
+                    raise ConfigError(f"inst noise on pixels needs an in-memory dataset; {cell.dataset!r} is read "
+                                      "by path: use the noise option inputs_kind='features'")
+        if cell.backbone_weights and cell.backbone_weights not in checked_weights:
+            checked_weights.add(cell.backbone_weights)
+            _check_weights(cell.backbone, cell.backbone_weights)
+
+
+def load_checked_dataset(name: str, options: dict):
+    """``load_dataset`` with any loader failure as a ConfigError, and a user's image files checked."""
+    try:
+        dataset = load_dataset(name, **options)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a loader's own ValueError/OSError: the options or files are bad
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options"
+        raise ConfigError(f"dataset {name!r} ({shown}) cannot be loaded: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from None
+    check_images(dataset)
+    return dataset
+
+
+def _check_weights(backbone: str, path: str) -> None:
+    try:
+        state = load_state_dict_file(path)
+    except Exception as exc:  # torch/safetensors raise many types for a file that is not a checkpoint
+        raise ConfigError(f"backbone {backbone!r}: weights file {path!r} is not a readable checkpoint "
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(state, dict) or not state:
+        raise ConfigError(f"backbone {backbone!r}: weights file {path!r} holds no state dict")
+
+
+def check_run(grid: Grid, cells: list[CellSpec], *, results: str | Path, cache: str | Path,
+              missing_data: Callable[[str], None] | None = None) -> None:
+    """Every check a run makes before its first cell (``run`` and ``run --dry-run`` alike; a dry run passes
+    ``missing_data`` to hear of datasets whose files are not on this machine rather than stop)."""
+    check_output_folder(results, "results folder", "choose a writable one with --results")
+    check_output_folder(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
+    check_results_owner(grid, results)
+    check_inputs(cells, missing_data=missing_data)
