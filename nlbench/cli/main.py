@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nlbench import interrupts
 from nlbench.atomic import DISK_FULL, atomic_write_bytes
+from nlbench.cli import advise as cli_advise
 from nlbench.cli import backbones as cli_backbones
 from nlbench.cli import cluster as cli_cluster
 from nlbench.cli import data as cli_data
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     # Commands of other areas live beside their code; each module adds its own subparsers.
-    for module in (cli_data, cli_backbones, cli_cluster):
+    for module in (cli_data, cli_backbones, cli_cluster, cli_advise):
         module.add_commands(sub)
     return parser
 

@@ -1,0 +1,172 @@
+"""The noise and clean-accuracy estimators of ``nlbench advise``: plain numpy on out-of-fold predictions.
+
+Conventions: ``noisy`` (N,) are the given labels ỹ, ``probs`` (N, C) out-of-fold predicted probabilities
+of a probe that never saw the sample, ``preds`` (N,) a candidate's out-of-fold predicted classes.
+
+* ``confident_joint`` / ``calibrated_joint``: confident learning (Northcutt, Jiang & Chuang, JAIR 2021,
+  §3.1): per-class thresholds t_j = mean p̂_j over the samples labelled j; a sample labelled i counts in
+  C[i, j] for the class j of highest p̂ among those at or above their threshold; the rows are rescaled to the
+  given label counts and the whole to 1, giving Q[i, j] ≈ P(ỹ = i, y = j). Overall noise rate 1 − trace(Q).
+* ``transition_from_joint``: T[i, j] = P(ỹ = j | y = i) = Q[j, i] / Σ_k Q[k, i].
+* ``clean_joint`` / ``clean_accuracy``: under class-conditional noise (ỹ independent of the input, hence of
+  a held-out prediction f, given y), N[j, k] = P(ỹ = j, f = k) = Σ_i P(y = i, f = k) T[i, j], i.e. N = Tᵀ M
+  with M[i, k] = P(y = i, f = k); so M = T⁻ᵀ N and the clean accuracy is trace(M). It breaks where the noise
+  depends on the image (then ỹ and f are dependent given y) and where T is near-singular (T⁻ᵀ amplifies the
+  sampling error of N: the condition number is reported).
+* ``bootstrap``: percentile intervals from resampling the samples (each out-of-fold prediction is one
+  draw; folds are disjoint, so resampling samples resamples every fold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+CONDITION_LIMIT = 50.0  # above this condition number of T, T⁻ᵀN is flagged as unreliable
+
+
+def confident_joint(noisy: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(C, C) counts C[i, j]: samples labelled i whose confidently predicted class is j (unnormalised)."""
+    noisy = np.asarray(noisy, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    num_classes = probs.shape[1]
+    thresholds = np.full(num_classes, np.inf)
+    for j in range(num_classes):
+        mine = noisy == j
+        if mine.any():
+            thresholds[j] = probs[mine, j].mean()
+    above = probs >= thresholds[None, :] - 1e-12
+    masked = np.where(above, probs, -np.inf)
+    confident = masked.argmax(1)
+    counted = above.any(1)
+    joint = np.zeros((num_classes, num_classes))
+    np.add.at(joint, (noisy[counted], confident[counted]), 1.0)
+    return joint
+
+
+def calibrated_joint(noisy: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Q[i, j] ≈ P(ỹ = i, y = j): the confident joint with each row rescaled to the number of samples
+    labelled i (a row without confident samples keeps its samples on the diagonal), normalised to sum 1."""
+    joint = confident_joint(noisy, probs)
+    num_classes = joint.shape[0]
+    given = np.bincount(np.asarray(noisy, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    rows = joint.sum(1)
+    out = np.zeros_like(joint)
+    for i in range(num_classes):
+        if rows[i] > 0:
+            out[i] = joint[i] / rows[i] * given[i]
+        else:
+            out[i, i] = given[i]
+    return out / out.sum()
+
+
+def transition_from_joint(joint: np.ndarray) -> np.ndarray:
+    """T[i, j] = P(ỹ = j | y = i) from Q[i, j] = P(ỹ = i, y = j); a true class with no mass gets the identity row."""
+    joint = np.asarray(joint, dtype=np.float64)
+    prior = joint.sum(0)
+    t = np.eye(len(joint))
+    for i in range(len(joint)):
+        if prior[i] > 0:
+            t[i] = joint[:, i] / prior[i]
+    return t
+
+
+def noise_rate(joint: np.ndarray) -> float:
+    """Share of samples whose given label differs from the true one: 1 − trace(Q)."""
+    return float(1.0 - np.trace(joint) / np.sum(joint))
+
+
+def prediction_joint(noisy: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """N[j, k] = P(ỹ = j, f = k): the empirical joint of given label and held-out prediction."""
+    out = np.zeros((num_classes, num_classes))
+    np.add.at(out, (np.asarray(noisy, dtype=np.int64), np.asarray(preds, dtype=np.int64)), 1.0)
+    return out / max(1, len(noisy))
+
+
+def clean_joint(transition: np.ndarray, noisy_joint: np.ndarray) -> np.ndarray:
+    """M = T⁻ᵀ N: the joint of (true label, prediction) under class-conditional noise (solved, not inverted)."""
+    return np.linalg.solve(np.asarray(transition, dtype=np.float64).T, np.asarray(noisy_joint, dtype=np.float64))
+
+
+def clean_accuracy(transition: np.ndarray, noisy_joint: np.ndarray) -> float:
+    """trace(T⁻ᵀ N), clipped to [0, 1]."""
+    return float(np.clip(np.trace(clean_joint(transition, noisy_joint)), 0.0, 1.0))
+
+
+def condition_number(transition: np.ndarray) -> float:
+    return float(np.linalg.cond(np.asarray(transition, dtype=np.float64)))
+
+
+def per_class_noise(joint: np.ndarray) -> np.ndarray:
+    """(C,) share of the samples labelled i whose true class is another: 1 − Q[i, i] / Σ_j Q[i, j]."""
+    rows = joint.sum(1)
+    return np.where(rows > 0, 1.0 - np.diag(joint) / np.where(rows > 0, rows, 1.0), 0.0)
+
+
+def confused_pairs(joint: np.ndarray, num_samples: int, k: int = 10) -> list[dict]:
+    """The ``k`` largest off-diagonal cells of Q: (given, true, share of all samples, estimated count)."""
+    off = np.array(joint, dtype=np.float64)
+    np.fill_diagonal(off, 0.0)
+    order = np.argsort(off, axis=None)[::-1][:k]
+    out = []
+    for flat in order:
+        i, j = np.unravel_index(flat, off.shape)
+        if off[i, j] <= 0:
+            break
+        out.append({"given": int(i), "true": int(j), "share": float(off[i, j]),
+                    "count": int(round(off[i, j] * num_samples))})
+    return out
+
+
+@dataclass
+class Interval:
+    """A point estimate with a percentile bootstrap interval (``level`` coverage)."""
+
+    value: float
+    low: float
+    high: float
+    level: float = 0.9
+
+    def as_dict(self, digits: int = 4) -> dict:
+        return {"value": round(self.value, digits), "low": round(self.low, digits), "high": round(self.high, digits),
+                "level": self.level}
+
+
+def bootstrap(statistic: Callable[[np.ndarray], float], num_samples: int, *, rounds: int = 200, seed: int = 0,
+              level: float = 0.9, strata: np.ndarray | None = None) -> tuple[float, float]:
+    """(low, high) percentile interval of ``statistic(index)`` over ``rounds`` resamples of the sample
+    indices (with replacement; within each stratum where ``strata`` is given, so every class keeps its size)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    groups = [np.arange(num_samples)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    for _ in range(rounds):
+        index = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups if len(g)])
+        values.append(statistic(index))
+    lo, hi = np.quantile(np.asarray(values), [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def wilson(successes: int, trials: int, level: float = 0.9) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (the trusted-label estimates)."""
+    from scipy.stats import norm
+
+    if trials == 0:
+        return 0.0, 1.0
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def trusted_transition(true: np.ndarray, noisy: np.ndarray, prior_transition: np.ndarray, *,
+                       strength: float = 20.0) -> np.ndarray:
+    """T calibrated by trusted labels: per true class i, the trusted rows' counts of given labels blended
+    with the prior estimate's row as ``strength`` pseudo-counts: (counts_i + s · T̂_i) / (n_i + s)."""
+    num_classes = len(prior_transition)
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (np.asarray(true, dtype=np.int64), np.asarray(noisy, dtype=np.int64)), 1.0)
+    n = counts.sum(1, keepdims=True)
+    return (counts + strength * prior_transition) / (n + strength)

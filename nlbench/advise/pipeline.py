@@ -1,0 +1,374 @@
+"""``nlbench advise``: from a folder or CSV of images with untrusted labels to the noise estimate, the suspects, a
+recommended method with its estimated clean accuracy, and one page (docs/advise.md).
+
+Order of work: every input is checked (data, trusted file, options, output folder) before anything is written;
+features once per backbone (feature cache); the K-fold LP CE probe on each backbone (its out-of-fold
+probabilities estimate the noise and rank the suspects); the other candidates in order while the budget's
+estimate allows; then the estimates, the optional fit and the outputs (atomically).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from nlbench.advise import estimators as est
+from nlbench.advise import issues
+from nlbench.advise.data import AdviseData, load_advise_data, load_trusted
+from nlbench.advise.portfolio import (
+    Candidate,
+    CandidateResult,
+    FullFeatures,
+    candidates,
+    estimate_seconds,
+    evaluate,
+    fold_ids,
+    parse_backbones,
+)
+from nlbench.atomic import atomic_write_bytes
+from nlbench.engine.config import TrainConfig
+from nlbench.errors import ConfigError
+from nlbench.run.progress import format_duration
+
+RELABEL_PROBABILITY = 0.5  # a flagged label is replaced by the suggestion at or above this probability, else dropped
+BOOTSTRAP_ROUNDS = 200
+GALLERY_SIZE = 24
+
+
+def parse_budget(text: str) -> float:
+    """'15m', '90s', '1h', '1h30m' → seconds; a bare number is minutes."""
+    spec = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", spec):
+        seconds = float(spec) * 60
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*(h|m|s)", spec)
+        if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(h|m|s)", "", spec).strip():
+            raise ConfigError(f"--budget {text!r}; expected a duration such as 15m, 90s, 1h or 1h30m")
+        seconds = sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
+    if seconds <= 0:
+        raise ConfigError(f"--budget {text!r}; expected a positive duration")
+    return seconds
+
+
+@dataclass
+class AdviseOptions:
+    data: str
+    backbones: str | None = None
+    trusted: str | None = None
+    budget: str = "15m"
+    out: str = "advise"
+    fit: bool = False
+    cache: str | None = None
+    folds: int = 5
+    seed: int = 0
+    input_size: int | None = None
+    lp_epochs: int = 20
+    detector: str | None = None
+    progress: bool = True
+
+
+class Progress:
+    """Lines on stderr: what runs, elapsed time and an estimate of what remains (from the budget's cost model)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def __call__(self, message: str, remaining: float | None = None) -> None:
+        if not self.enabled:
+            return
+        eta = "" if remaining is None else f" · ETA {format_duration(remaining)}"
+        print(f"advise [{format_duration(self.elapsed())}{eta}] {message}", file=sys.stderr, flush=True)
+
+
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("nlbench", "torch", "timm", "numpy", "scikit-learn", "cleanlab"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; expected a folder (created if missing)")
+    from nlbench.atomic import check_writable
+
+    check_writable(out, "--out", "choose a folder you can write to")
+
+
+def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Run advise; returns advice.json's content (also written under ``options.out``)."""
+    progress = Progress(options.progress)
+    budget_s = parse_budget(options.budget)
+    if options.folds < 2:
+        raise ConfigError(f"--folds {options.folds}; expected an integer ≥ 2")
+    detector = options.detector or issues.DEFAULT_DETECTOR
+    if detector not in issues.DETECTORS:
+        raise ConfigError(f"--detector {detector!r}; expected one of: {', '.join(issues.DETECTORS)}")
+    if detector == "cleanlab" and not issues.cleanlab_available():
+        raise ConfigError("--detector cleanlab needs cleanlab: pip install 'nlbench[cl]' (AGPL-3.0)")
+    backbones = parse_backbones(options.backbones, options.input_size)
+    out = Path(options.out)
+    _check_out(out)
+    data = load_advise_data(options.data, folds=options.folds)
+    trusted = load_trusted(options.trusted, data) if options.trusted else None
+    # Everything is checked: from here on files are written.
+    config = TrainConfig(input_size=options.input_size, lp_epochs=options.lp_epochs)
+    n, c = len(data.labels), data.num_classes
+    progress(f"{n} images, {c} classes, {options.folds} folds, budget {format_duration(budget_s)}")
+
+    fulls: dict[str, FullFeatures] = {}
+    for b in backbones:
+        progress(f"features of {b.ref} (feature cache)")
+        full = FullFeatures(b, data, cache, config, log=lambda m: progress(m))
+        full.view(0)
+        fulls[b.ref] = full
+    folds = fold_ids(data.labels, options.folds, options.seed)
+
+    # 1. The CE probe on every backbone: the noise estimate and the suspects come from the best of them.
+    everything = candidates(backbones, cleanlab=issues.cleanlab_available())
+    results: dict[str, CandidateResult] = {}
+    skipped: list[dict] = []
+    for b in backbones:
+        cand = Candidate("ce", "lp", b)
+        progress(f"{cand.name}: {options.folds}-fold probe")
+        results[cand.name] = evaluate(cand, fulls[b.ref], data, folds, config=config, cache=cache,
+                                      seed=options.seed, nominal_rate=0.0, log=lambda m: progress(m))
+    probe_name = max((Candidate("ce", "lp", b).name for b in backbones),
+                     key=lambda k: float((results[k].probs.argmax(1) == data.labels).mean()))
+    probe = results[probe_name].probs
+    noise = estimate_noise(data, probe, trusted, seed=options.seed)
+    rate = noise["rate"]["value"]
+
+    # 2. The other candidates, in order, while the estimate of each fits the budget left.
+    lp_ce = {b.ref: results[Candidate("ce", "lp", b).name].seconds for b in backbones}
+    todo = [cand for cand in everything if cand.name not in results]
+    planned, skipped = plan_candidates(todo, fulls, lp_ce, n=n, folds=options.folds, rate=rate,
+                                       budget_left=budget_s - progress.elapsed())
+    for k, (cand, expected) in enumerate(planned):
+        remaining = sum(e for _, e in planned[k:])
+        progress(f"[{k + 1}/{len(planned)}] {cand.name} (expected {format_duration(expected)})", remaining)
+        results[cand.name] = evaluate(cand, fulls[cand.backbone.ref], data, folds, config=config, cache=cache,
+                                      seed=options.seed, nominal_rate=rate, log=lambda m: progress(m))
+
+    # 3. Estimates, suspects, recommendation.
+    portfolio = score_candidates(data, results, probe, trusted, noise, seed=options.seed)
+    best = max(portfolio, key=lambda r: r["clean_acc"]["value"])
+    suspects = rank_suspects(data, probe, noise["joint_matrix"], detector, seed=options.seed)
+    detectors = {d: int(issues.flag(d, data.labels, probe, np.asarray(noise["joint_matrix"]), options.seed).sum())
+                 for d in issues.DETECTORS if d != "cleanlab" or issues.cleanlab_available()}
+    advice = {
+        "data": {"source": options.data, "images": n, "classes": data.class_names,
+                 "class_counts": np.bincount(data.labels, minlength=c).tolist()},
+        "config": {"backbones": [b.ref for b in backbones], "folds": options.folds, "seed": options.seed,
+                   "budget_s": budget_s, "input_size": options.input_size, "lp_epochs": options.lp_epochs,
+                   "detector": detector, "relabel_probability": RELABEL_PROBABILITY,
+                   "bootstrap_rounds": BOOTSTRAP_ROUNDS, "trusted": options.trusted,
+                   "trusted_labels": 0 if trusted is None else len(trusted[0])},
+        "probe": probe_name,
+        "noise": {k: v for k, v in noise.items() if k != "joint_matrix"},
+        "label_issues": {"detector": detector, "flagged": int(sum(s["flagged"] for s in suspects)),
+                         "flagged_by_detector": detectors,
+                         "cleanlab": "installed" if issues.cleanlab_available() else "not installed",
+                         "relabelled": int(sum(s["action"] == "relabel" for s in suspects)),
+                         "dropped": int(sum(s["action"] == "drop" for s in suspects))},
+        "candidates": portfolio,
+        "skipped": skipped,
+        "recommendation": {"candidate": best["candidate"], "clean_acc": best["clean_acc"],
+                           "why": "highest estimated clean accuracy"},
+        "versions": _versions(),
+    }
+    if options.fit:
+        from nlbench.advise.model import fit_and_save
+
+        cand = next(r for r in results.values() if r.candidate.name == best["candidate"]).candidate
+        progress(f"fitting {cand.name} on all {n} images")
+        path = fit_and_save(cand, fulls[cand.backbone.ref], data, out, config=config, seed=options.seed,
+                            nominal_rate=rate, log=lambda m: progress(m))
+        advice["model"] = {"file": path.name, "load": f"from nlbench.advise import load_model; "
+                                                     f"labels = load_model({str(out)!r}).predict(paths)"}
+    advice["seconds"] = round(progress.elapsed(), 1)
+    write_outputs(out, advice, data, suspects)
+    progress(f"wrote {out / 'index.html'}, advice.json, suspects.csv, labels_cleaned.csv")
+    return advice
+
+
+def plan_candidates(todo: list[Candidate], fulls: dict[str, FullFeatures], lp_ce: dict[str, float], *, n: int,
+                    folds: int, rate: float, budget_left: float) -> tuple[list[tuple[Candidate, float]], list[dict]]:
+    """(candidates to run with their expected seconds, skipped ones with why): in order, each while its estimate
+    fits what is left of the budget."""
+    planned, skipped = [], []
+    left = budget_left
+    for cand in todo:
+        per_image = fulls[cand.backbone.ref].seconds_per_image or 0.01
+        expected = estimate_seconds(cand, lp_ce_seconds=lp_ce[cand.backbone.ref], feature_seconds_per_image=per_image,
+                                    n=n, folds=folds, noise_rate=rate)
+        if expected <= left:
+            planned.append((cand, expected))
+            left -= expected
+        else:
+            skipped.append({"candidate": cand.name, "expected_s": round(expected, 1),
+                            "why": f"its estimate ({format_duration(expected)}) exceeds the budget left "
+                                   f"({format_duration(max(0.0, left))})"})
+    return planned, skipped
+
+
+def estimate_noise(data: AdviseData, probs: np.ndarray, trusted: tuple[np.ndarray, np.ndarray] | None, *,
+                   seed: int) -> dict:
+    """The noise: calibrated joint, transition matrix, overall and per-class rates, confused pairs; bootstrap
+    intervals; with trusted labels the unbiased rate and the calibrated T beside them."""
+    y = data.labels
+    c = data.num_classes
+    joint = est.calibrated_joint(y, probs)
+    t = est.transition_from_joint(joint)
+    rate = est.noise_rate(joint)
+    rng = np.random.default_rng(seed)
+    strata = [np.flatnonzero(y == k) for k in range(c)]
+    rates, ts = [], []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in strata if len(g)])
+        q = est.calibrated_joint(y[idx], probs[idx])
+        rates.append(est.noise_rate(q))
+        ts.append(est.transition_from_joint(q))
+    lo, hi = np.quantile(rates, [0.05, 0.95])
+    t_lo, t_hi = np.quantile(np.asarray(ts), [0.05, 0.95], axis=0)
+    out = {
+        "method": "confident joint (Northcutt et al. 2021) of the CE probe's out-of-fold probabilities",
+        "rate": {"value": round(rate, 4), "low": round(float(lo), 4), "high": round(float(hi), 4), "level": 0.9},
+        "transition": np.round(t, 4).tolist(), "transition_low": np.round(t_lo, 4).tolist(),
+        "transition_high": np.round(t_hi, 4).tolist(),
+        "transition_condition": round(est.condition_number(t), 2),
+        "per_class": [{"class": data.class_names[k], "labelled": int((y == k).sum()),
+                       "wrong_share": round(float(v), 4)} for k, v in enumerate(est.per_class_noise(joint))],
+        "confused_pairs": [{"given": data.class_names[p["given"]], "true": data.class_names[p["true"]],
+                            "share": round(p["share"], 4), "count": p["count"]}
+                           for p in est.confused_pairs(joint, len(y))],
+        "joint_matrix": joint.tolist(),
+        "transition_used": np.round(t, 4).tolist(),
+    }
+    if trusted is not None:
+        index, verified = trusted
+        wrong = int((y[index] != verified).sum())
+        tl, th = est.wilson(wrong, len(index))
+        t_cal = est.trusted_transition(verified, y[index], t)
+        out["trusted"] = {
+            "labels": len(index),
+            "rate": {"value": round(wrong / len(index), 4), "low": round(tl, 4), "high": round(th, 4), "level": 0.9},
+            "rate_without_trusted": out["rate"],
+            "transition": np.round(t_cal, 4).tolist(),
+            "changed": "the noise rate is the trusted labels' share of wrong given labels (unbiased, Wilson interval); "
+                       "T is each true class's trusted counts blended with the confident-joint row (20 "
+                       "pseudo-counts); the clean accuracies use that T, and the trusted labels' own accuracy is "
+                       "shown beside them",
+        }
+        out["rate"] = out["trusted"]["rate"]
+        out["transition_used"] = out["trusted"]["transition"]
+    return out
+
+
+def score_candidates(data: AdviseData, results: dict[str, CandidateResult], probe: np.ndarray,
+                     trusted: tuple[np.ndarray, np.ndarray] | None, noise: dict, *, seed: int) -> list[dict]:
+    """Each candidate's noisy-label K-fold accuracy and estimated clean accuracy (T⁻ᵀN) with a bootstrap interval
+    (T re-estimated in every round unless trusted labels fixed it); with trusted labels also their direct accuracy."""
+    y = data.labels
+    c = data.num_classes
+    t_used = np.asarray(noise["transition_used"])
+    preds = {k: r.probs.argmax(1) for k, r in results.items()}
+    rng = np.random.default_rng(seed + 1)
+    strata = [np.flatnonzero(y == k) for k in range(c)]
+    draws: dict[str, list[float]] = {k: [] for k in results}
+    for _ in range(BOOTSTRAP_ROUNDS):
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in strata if len(g)])
+        t_b = t_used if trusted is not None else est.transition_from_joint(est.calibrated_joint(y[idx], probe[idx]))
+        for k, p in preds.items():
+            draws[k].append(est.clean_accuracy(t_b, est.prediction_joint(y[idx], p[idx], c)))
+    cond = est.condition_number(t_used)
+    rows = []
+    for k, r in results.items():
+        nj = est.prediction_joint(y, preds[k], c)
+        lo, hi = np.quantile(draws[k], [0.05, 0.95])
+        row = {
+            "candidate": k, "method": r.candidate.method, "mode": r.candidate.mode,
+            "backbone": r.candidate.backbone.ref, "params": r.params,
+            "noisy_acc": round(float(np.trace(nj)), 4),
+            "clean_acc": {"value": round(est.clean_accuracy(t_used, nj), 4), "low": round(float(lo), 4),
+                          "high": round(float(hi), 4), "level": 0.9},
+            "estimator": "trace(T⁻ᵀN), N the joint of (given label, out-of-fold prediction)",
+            "assumption": "class-conditional noise (the label error does not depend on the image given its class); "
+                          + (f"T well conditioned (condition number {cond:.1f})" if cond <= est.CONDITION_LIMIT else
+                             f"T is near-singular (condition number {cond:.1f}): the estimate is unreliable"),
+            "seconds": round(r.seconds, 1), "resumed": r.resumed,
+        }
+        if trusted is not None:
+            index, verified = trusted
+            right = int((preds[k][index] == verified).sum())
+            tl, th = est.wilson(right, len(index))
+            row["trusted_acc"] = {"value": round(right / len(index), 4), "low": round(tl, 4), "high": round(th, 4),
+                                  "level": 0.9}
+        rows.append(row)
+    return rows
+
+
+def rank_suspects(data: AdviseData, probs: np.ndarray, joint: list, detector: str, *, seed: int) -> list[dict]:
+    """Every image flagged by ``detector``, ranked by the probe's probability that its label is wrong, with the
+    suggested label and the action of labels_cleaned.csv (relabel at ≥ RELABEL_PROBABILITY, else drop)."""
+    flagged = issues.flag(detector, data.labels, probs, np.asarray(joint), seed)
+    score, suggested, p_suggested = issues.suspicion(data.labels, probs)
+    order = np.argsort(-score, kind="stable")
+    out = []
+    for i in order:
+        if not flagged[i]:
+            continue
+        out.append({"path": data.paths[i], "index": int(i), "given": data.class_names[data.labels[i]],
+                    "suggested": data.class_names[suggested[i]], "score": round(float(score[i]), 4),
+                    "suggested_probability": round(float(p_suggested[i]), 4), "flagged": True,
+                    "action": "relabel" if p_suggested[i] >= RELABEL_PROBABILITY else "drop"})
+    return out
+
+
+def _csv_bytes(header: list[str], rows: list[list]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def write_outputs(out: Path, advice: dict, data: AdviseData, suspects: list[dict]) -> None:
+    """advice.json, suspects.csv, labels_cleaned.csv, thumbnails and index.html, each written atomically."""
+    import json
+
+    from nlbench.advise.page import build_page, write_thumbnails
+
+    rows = [[k + 1, s["path"], s["given"], s["suggested"], s["score"], s["suggested_probability"], s["action"]]
+            for k, s in enumerate(suspects)]
+    atomic_write_bytes(out / "suspects.csv", _csv_bytes(
+        ["rank", "path", "given_label", "suggested_label", "score", "suggested_probability", "action"], rows))
+    action = {s["index"]: s for s in suspects}
+    cleaned = []
+    for i, (p, y) in enumerate(zip(data.paths, data.labels, strict=True)):
+        s = action.get(i)
+        if s is None:
+            cleaned.append([p, data.class_names[y], "keep"])
+        elif s["action"] == "relabel":
+            cleaned.append([p, s["suggested"], "relabel"])
+    atomic_write_bytes(out / "labels_cleaned.csv", _csv_bytes(["path", "label", "action"], cleaned))
+    thumbs = write_thumbnails(out, suspects[:GALLERY_SIZE])
+    atomic_write_bytes(out / "advice.json", json.dumps(advice, indent=1).encode())
+    build_page(out, advice, suspects[:GALLERY_SIZE], thumbs)
