@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nlbench.advise.data import AdviseData
-from nlbench.advise.portfolio import Candidate, FoldFeatures, FoldTrainer, FullFeatures, _transform
+from nlbench.advise.portfolio import Candidate, FoldFeatures, FoldTrainer, FullFeatures, _transform, candidate_config
 from nlbench.atomic import atomic_write
 from nlbench.backbones import create_backbone
 from nlbench.datasets import Split
@@ -47,7 +47,7 @@ def fit_and_save(candidate: Candidate, full: FullFeatures, data: AdviseData, out
         transform=_transform(config.input_size, True), seed=seed, log=log)
     ctx = CellContext.of(trainer, candidate.mode, dataset="advise", noise=("sym", nominal_rate))
     torch.manual_seed(seed)
-    with determinism(config, trainer.device):
+    with determinism(candidate_config(candidate, config), trainer.device):
         fit = build_method(candidate.method, candidate.mode, {}).run(ctx)
     model = fit.model
     if isinstance(model, nn.ModuleList):  # two networks (co-teaching, DivideMix…): keep the first head

@@ -101,11 +101,11 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
                       if r["clean_acc"]["value"] < best else "", r["assumption"]),
                  Cell(_pct(r["noisy_acc"]))]
         if trusted:
-            cells.append(Cell(_interval(r["trusted_acc"])))
+            cells.append(Cell(_interval(r["clean_acc_transition"])))
         cells.append(Cell(f"{r['seconds']:.0f}" + (" (cached)" if r["resumed"] else "")))
         cand_rows.append((r["candidate"], cells))
-    columns = ["est. clean acc % [90 %]", "K-fold acc on given labels %"] + (
-        ["acc on trusted labels %"] if trusted else []) + ["seconds"]
+    columns = ["est. clean acc % [90 %]" + (" (trusted labels)" if trusted else ""), "K-fold acc on given labels %"] + (
+        ["T⁻ᵀN with calibrated T %"] if trusted else []) + ["seconds"]
     method_section = Section("method", "Method", paragraphs=[
         "Every candidate ran K-fold on the given labels; its clean accuracy is estimated as trace(T⁻ᵀN), N the "
         "joint of (given label, held-out prediction). It rests on class-conditional noise; under noise that depends "

@@ -16,6 +16,7 @@ labels, the folds and the candidate), so a killed advise resumes: a rerun reads 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -46,6 +47,16 @@ LP_ORDER = ("ce", "gce", "elr", "sce", "nce_rce", "forward_t", "sop", "cores", "
             "coteaching", "coteaching_plus", "jocor")
 FINE_TUNING = (("turn", "lp-fft"), ("ce", "lp-fft"), ("ce", "fft"))
 TRAIN_PASS_COST = 3.0  # a training step ≈ 3 forward passes (forward + backward); the budget's rough rule
+# Linear heads train on one thread: their matrices are tiny, and a second thread only waits for a busy core
+# (K-fold LP CE on digits, 2 cores shared with other jobs: 12 s on 1 thread, 211 s on 2).
+LP_THREADS = 1
+
+
+def candidate_config(candidate: Candidate, config: TrainConfig) -> TrainConfig:
+    """The engine config a candidate runs with: LP candidates on ``LP_THREADS`` unless threads are set."""
+    if candidate.mode == "lp" and config.threads is None:
+        return dataclasses.replace(config, threads=LP_THREADS)
+    return config
 
 
 @dataclass(frozen=True)
@@ -225,6 +236,7 @@ def evaluate(candidate: Candidate, full: FullFeatures, data: AdviseData, folds: 
              cache: str | Path, seed: int, nominal_rate: float, log: Callable[[str], None],
              on_fold: Callable[[int], None] | None = None) -> CandidateResult:
     """The candidate's out-of-fold probabilities, read from the cache where a run finished them before."""
+    config = candidate_config(candidate, config)
     digest = run_digest(candidate, full, data.labels, folds, config, seed, nominal_rate)
     data_path, meta_path = _result_paths(cache, digest)
     method = build_method(candidate.method, candidate.mode, {})

@@ -1,0 +1,122 @@
+"""advise's estimators against hand-computed values: the clean accuracy trace(T⁻ᵀN) of a known T and confusion,
+the confident joint of a constructed set of probabilities, the detectors, trusted-label calibration, budgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nlbench.advise import estimators as est
+from nlbench.advise.issues import detection_scores, flag_confident_joint, suspicion
+from nlbench.advise.pipeline import parse_budget
+from nlbench.errors import ConfigError
+
+T = np.array([[0.8, 0.2], [0.3, 0.7]])  # P(given = j | true = i)
+M = np.array([[0.40, 0.10], [0.05, 0.45]])  # P(true = i, prediction = k): clean accuracy 0.85
+# N = Tᵀ M by hand: N[j, k] = Σ_i T[i, j] M[i, k]
+N = np.array([[0.8 * 0.40 + 0.3 * 0.05, 0.8 * 0.10 + 0.3 * 0.45],
+              [0.2 * 0.40 + 0.7 * 0.05, 0.2 * 0.10 + 0.7 * 0.45]])
+
+
+def test_hand_computed_joint_of_given_label_and_prediction():
+    assert N == pytest.approx(np.array([[0.335, 0.215], [0.115, 0.335]]))
+    assert np.trace(N) == pytest.approx(0.67)  # what K-fold accuracy on the given labels reports
+
+
+def test_clean_accuracy_of_a_known_transition_and_confusion():
+    assert est.clean_joint(T, N) == pytest.approx(M)
+    assert est.clean_accuracy(T, N) == pytest.approx(0.85)
+    # The other orientation (T⁻¹N) is not the clean joint: the transpose matters.
+    assert np.trace(np.linalg.solve(T, N)) != pytest.approx(0.85, abs=1e-3)
+
+
+def test_clean_accuracy_on_sampled_class_conditional_noise():
+    """Draw true labels, predictions from a confusion and given labels from T independently of the prediction:
+    trace(T⁻ᵀN) of the empirical N recovers the accuracy against the true labels."""
+    rng = np.random.default_rng(0)
+    t3 = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+    confusion = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])  # P(prediction | true)
+    n = 200_000
+    y = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    u = rng.random(n)
+    pred = (u[:, None] > np.cumsum(confusion[y], 1)).sum(1)
+    noisy = (rng.random(n)[:, None] > np.cumsum(t3[y], 1)).sum(1)
+    true_acc = float((pred == y).mean())
+    nj = est.prediction_joint(noisy, pred, 3)
+    assert est.clean_accuracy(t3, nj) == pytest.approx(true_acc, abs=0.01)
+    assert abs(np.trace(nj) - true_acc) > 0.1  # the noisy-label accuracy is far off
+
+
+# Constructed confident joint: labels [0, 0, 0, 1, 1, 1], p(class 1) per sample; thresholds t0 = t1 = 0.6, so
+# samples 0, 1 count in C[0, 0], 2 in C[0, 1], 3, 4 in C[1, 1] and 5 in C[1, 0].
+LABELS = np.array([0, 0, 0, 1, 1, 1])
+P1 = np.array([0.1, 0.2, 0.9, 0.8, 0.7, 0.3])
+PROBS = np.stack([1 - P1, P1], 1)
+
+
+def test_confident_joint_by_hand():
+    assert est.confident_joint(LABELS, PROBS) == pytest.approx(np.array([[2, 1], [1, 2]]))
+    q = est.calibrated_joint(LABELS, PROBS)
+    assert q == pytest.approx(np.array([[2, 1], [1, 2]]) / 6)
+    assert est.noise_rate(q) == pytest.approx(1 / 3)
+    assert est.transition_from_joint(q) == pytest.approx(np.array([[2 / 3, 1 / 3], [1 / 3, 2 / 3]]))
+    assert est.per_class_noise(q) == pytest.approx([1 / 3, 1 / 3])
+
+
+def test_calibration_rescales_rows_to_the_given_counts():
+    # Four samples labelled 0 of which only two are confident (both of class 0), two labelled 1 (one flips).
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    p1 = np.array([0.1, 0.1, 0.45, 0.45, 0.9, 0.2])
+    # t0 = mean(.9, .9, .55, .55) = 0.725: samples 0, 1 confident in 0; 2, 3 below t0 and below t1 = 0.55.
+    probs = np.stack([1 - p1, p1], 1)
+    assert est.confident_joint(labels, probs) == pytest.approx(np.array([[2, 0], [1, 1]]))
+    q = est.calibrated_joint(labels, probs)
+    assert q == pytest.approx(np.array([[4, 0], [1, 1]]) / 6)  # row 0 scaled to its 4 given labels
+    assert est.noise_rate(q) == pytest.approx(1 / 6)
+
+
+def test_confident_joint_detector_flags_the_off_diagonal_samples():
+    q = est.calibrated_joint(LABELS, PROBS)
+    assert np.flatnonzero(flag_confident_joint(LABELS, PROBS, q)).tolist() == [2, 5]
+    score, suggested, p = suspicion(LABELS, PROBS)
+    assert score == pytest.approx([0.1, 0.2, 0.9, 0.2, 0.3, 0.7])
+    assert suggested.tolist() == [1, 1, 1, 0, 0, 0]
+    truth = np.array([False, False, True, False, False, False])
+    assert detection_scores(flag_confident_joint(LABELS, PROBS, q), truth) == pytest.approx(
+        {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "flagged": 2})
+
+
+def test_trusted_transition_blends_counts_with_the_prior():
+    true = np.array([0, 0, 0, 0, 1, 1])
+    given = np.array([0, 0, 0, 1, 1, 1])
+    prior = np.array([[0.5, 0.5], [0.5, 0.5]])
+    # Row 0: counts (3, 1) + 2 × (0.5, 0.5) over 4 + 2; row 1: (0, 2) + (1, 1) over 4.
+    assert est.trusted_transition(true, given, prior, strength=2.0) == pytest.approx(
+        np.array([[4 / 6, 2 / 6], [1 / 4, 3 / 4]]))
+
+
+def test_wilson_interval():
+    lo, hi = est.wilson(30, 300)
+    assert lo < 0.1 < hi and hi - lo < 0.06
+    lo_small, hi_small = est.wilson(3, 30)
+    assert hi_small - lo_small > hi - lo
+    assert est.wilson(0, 10)[0] == 0.0
+
+
+def test_confused_pairs_and_condition():
+    q = np.array([[0.3, 0.1, 0.0], [0.0, 0.3, 0.05], [0.0, 0.0, 0.25]])
+    pairs = est.confused_pairs(q, 1000)
+    assert [(p["given"], p["true"], p["count"]) for p in pairs] == [(0, 1, 100), (1, 2, 50)]
+    assert est.condition_number(np.eye(3)) == pytest.approx(1.0)
+    assert est.condition_number(np.array([[0.5, 0.5], [0.49, 0.51]])) > est.CONDITION_LIMIT
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("90s", 90), ("1h30m", 5400), ("2", 120)])
+def test_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "15x", "0m", "-3m"])
+def test_bad_budget(text):
+    with pytest.raises(ConfigError, match="--budget"):
+        parse_budget(text)
