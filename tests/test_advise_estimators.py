@@ -120,3 +120,9 @@ def test_budget(text, seconds):
 def test_bad_budget(text):
     with pytest.raises(ConfigError, match="--budget"):
         parse_budget(text)
+
+
+def test_singular_transition_gives_a_least_squares_estimate_and_a_huge_condition_number():
+    singular = np.array([[0.5, 0.5], [0.5, 0.5]])  # the given label says nothing about the class
+    assert est.condition_number(singular) > 1e12 * est.CONDITION_LIMIT
+    assert 0.0 <= est.clean_accuracy(singular, N) <= 1.0

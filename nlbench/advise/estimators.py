@@ -86,8 +86,15 @@ def prediction_joint(noisy: np.ndarray, preds: np.ndarray, num_classes: int) -> 
 
 
 def clean_joint(transition: np.ndarray, noisy_joint: np.ndarray) -> np.ndarray:
-    """M = T⁻ᵀ N: the joint of (true label, prediction) under class-conditional noise (solved, not inverted)."""
-    return np.linalg.solve(np.asarray(transition, dtype=np.float64).T, np.asarray(noisy_joint, dtype=np.float64))
+    """M = T⁻ᵀ N: the joint of (true label, prediction) under class-conditional noise (solved, not inverted; a
+    singular T, where a class's labels carry no information about it, gets the least-squares solution, and its
+    condition number says the estimate is unreliable)."""
+    t = np.asarray(transition, dtype=np.float64).T
+    n = np.asarray(noisy_joint, dtype=np.float64)
+    try:
+        return np.linalg.solve(t, n)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(t, n, rcond=None)[0]
 
 
 def clean_accuracy(transition: np.ndarray, noisy_joint: np.ndarray) -> float:
@@ -96,7 +103,11 @@ def clean_accuracy(transition: np.ndarray, noisy_joint: np.ndarray) -> float:
 
 
 def condition_number(transition: np.ndarray) -> float:
-    return float(np.linalg.cond(np.asarray(transition, dtype=np.float64)))
+    """2-norm condition number of T (capped at 1e300, so JSON holds it): how much T⁻ᵀ amplifies the sampling
+    error of N."""
+    with np.errstate(all="ignore"):
+        value = float(np.linalg.cond(np.asarray(transition, dtype=np.float64)))
+    return value if np.isfinite(value) else 1e300
 
 
 def per_class_noise(joint: np.ndarray) -> np.ndarray:
