@@ -52,8 +52,10 @@ def flag_cleanlab(noisy: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab warns about tiny classes; the mask is what counts
-        return np.asarray(find_label_issues(np.asarray(noisy, dtype=np.int64), np.asarray(probs, dtype=np.float64)),
-                          dtype=bool)
+        # n_jobs=1: cleanlab's default worker pool would inherit nlbench's SIGTERM handler and print a traceback
+        # per worker when the pool ends; the computation is a few milliseconds anyway.
+        return np.asarray(find_label_issues(np.asarray(noisy, dtype=np.int64), np.asarray(probs, dtype=np.float64),
+                                            n_jobs=1), dtype=bool)
 
 
 def flag_gmm(noisy: np.ndarray, probs: np.ndarray, seed: int = 0) -> np.ndarray:

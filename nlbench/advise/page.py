@@ -76,6 +76,11 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
         f"<b>Recommendation:</b> {html.escape(rec['candidate'])}, estimated clean accuracy "
         f"{_interval(rec['clean_acc'])} %.",
     ]
+    if not trusted:
+        answers.append("<b>Caveat:</b> without trusted labels the noise estimate counts the probe's own mistakes as "
+                       "label errors, so it runs high where the probe is weak, and the clean accuracies with it "
+                       "(measured in results/advise.md). A few hundred verified labels (<code>--trusted</code>) give "
+                       "unbiased figures.")
     noise_section = Section("noise", "Noise", paragraphs=[
         html.escape(noise["method"]) + f". Transition matrix condition number {noise['transition_condition']}.",
     ])
