@@ -126,3 +126,23 @@ def test_singular_transition_gives_a_least_squares_estimate_and_a_huge_condition
     singular = np.array([[0.5, 0.5], [0.5, 0.5]])  # the given label says nothing about the class
     assert est.condition_number(singular) > 1e12 * est.CONDITION_LIMIT
     assert 0.0 <= est.clean_accuracy(singular, N) <= 1.0
+
+
+def test_budget_cost_model():
+    """The budget's estimates: an LP candidate costs the K-fold CE probe's time × its relative cost plus the
+    augmented feature views not cached yet; TURN fine-tunes on (K − 1)/K × the clean share of the images."""
+    from nlbench.advise.portfolio import Candidate, candidate_views, estimate_seconds, parse_backbones
+    from nlbench.registry import METHODS
+
+    b = parse_backbones(None, 32)[0]
+    common = {"lp_ce_seconds": 10.0, "feature_seconds_per_image": 0.01, "n": 1000, "folds": 5, "noise_rate": 0.3}
+    assert estimate_seconds(Candidate("ce", "lp", b), **common) == pytest.approx(10.0)
+    dmix = Candidate("dividemix", "lp", b)
+    views = candidate_views(dmix)
+    assert views == 2
+    fresh = estimate_seconds(dmix, **common)
+    assert fresh - estimate_seconds(dmix, **common, views_available=2) == pytest.approx(views * 1000 * 0.01)
+    passes = METHODS.entry("turn").meta["fft_passes"]
+    # 10 s of probe + (1000 · 4/5 · 0.7 clean · 5 epochs · passes · 3 for forward + backward + 1000 held out) × 0.01
+    expected = 10.0 + (1000 * 0.8 * 0.7 * 5 * passes * 3 + 1000) * 0.01
+    assert estimate_seconds(Candidate("turn", "lp-fft", b), **common) == pytest.approx(expected)

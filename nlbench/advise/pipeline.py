@@ -29,6 +29,8 @@ from nlbench.advise.portfolio import (
     Candidate,
     CandidateResult,
     FullFeatures,
+    cached_views,
+    candidate_views,
     candidates,
     estimate_seconds,
     evaluate,
@@ -215,13 +217,16 @@ def plan_candidates(todo: list[Candidate], fulls: dict[str, FullFeatures], lp_ce
     fits what is left of the budget."""
     planned, skipped = [], []
     left = budget_left
+    views = {ref: cached_views(full) for ref, full in fulls.items()}  # augmented views cached or planned
     for cand in todo:
-        per_image = fulls[cand.backbone.ref].seconds_per_image or 0.01
-        expected = estimate_seconds(cand, lp_ce_seconds=lp_ce[cand.backbone.ref], feature_seconds_per_image=per_image,
-                                    n=n, folds=folds, noise_rate=rate)
+        ref = cand.backbone.ref
+        per_image = fulls[ref].seconds_per_image or 0.01
+        expected = estimate_seconds(cand, lp_ce_seconds=lp_ce[ref], feature_seconds_per_image=per_image,
+                                    n=n, folds=folds, noise_rate=rate, views_available=views[ref])
         if expected <= left:
             planned.append((cand, expected))
             left -= expected
+            views[ref] = max(views[ref], candidate_views(cand))
         else:
             skipped.append({"candidate": cand.name, "expected_s": round(expected, 1),
                             "why": f"its estimate ({format_duration(expected)}) exceeds the budget left "

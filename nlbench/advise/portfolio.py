@@ -282,8 +282,24 @@ def evaluate(candidate: Candidate, full: FullFeatures, data: AdviseData, folds: 
     return CandidateResult(candidate, probs, seconds, False, params)
 
 
+def candidate_views(candidate: Candidate) -> int:
+    """The augmented feature views (1..K) an LP candidate reads from the cache (DivideMix, UNICON, Co-teaching…)."""
+    if candidate.mode != "lp":
+        return 0
+    method = build_method(candidate.method, candidate.mode, {})
+    return int(getattr(method, "views", 0) or 0) if getattr(method, "augment", True) else 0
+
+
+def cached_views(full: FullFeatures, most: int = 8) -> int:
+    """How many augmented views 1..k of the images are in the feature cache already."""
+    k = 0
+    while k < most and full.cache.paths(full.key("train", k + 1))[1].is_file():
+        k += 1
+    return k
+
+
 def estimate_seconds(candidate: Candidate, *, lp_ce_seconds: float, feature_seconds_per_image: float, n: int,
-                     folds: int, noise_rate: float) -> float:
+                     folds: int, noise_rate: float, views_available: int = 0) -> float:
     """Expected seconds of a candidate's K-fold run on this machine, from what the run measured so far: the
     K-fold LP CE time (times the method's declared relative cost, ``fft_passes``), the feature pass's
     seconds per image for augmented feature views and fine-tuning (a training step ≈ 3 forward passes)."""
@@ -291,7 +307,7 @@ def estimate_seconds(candidate: Candidate, *, lp_ce_seconds: float, feature_seco
     method = build_method(candidate.method, candidate.mode, {})
     relative = float(meta.get("fft_passes", 1.0))
     if candidate.mode == "lp":
-        views = int(getattr(method, "views", 0) or 0) if getattr(method, "augment", True) else 0
+        views = max(0, candidate_views(candidate) - views_available)  # views computed before cost nothing
         extra = 1.0 if candidate.method == "cl" else 0.0  # its own inner cross-validated probes
         return lp_ce_seconds * (relative + extra) + views * n * feature_seconds_per_image
     epochs = int(getattr(method, "fft_epochs", 0) or 0) or TrainConfig().fft_epochs
