@@ -19,7 +19,7 @@ and every noise setting reuses the cached features. Each setting's numbers go to
 ``--report`` builds results/advise.md from whatever finished.
 
     python benchmarks/advise.py --datasets digits,fashion_mnist --seeds 0,1,2 --work /tmp/advise-bench
-    python benchmarks/advise.py --report --work /tmp/advise-bench --out results/advise.md
+    python benchmarks/advise.py --report --work /tmp/advise-bench --out results/advise.md --notes NOTES.md
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def run_dataset(name: str, seeds: list[int], work: Path, candidates: list[str], 
                   f"{record['plain']['rate_est']['value']:.3f}", flush=True)
 
 
-def report(work: Path, out: Path, timing: str) -> None:
+def report(work: Path, out: Path, notes: str) -> None:
     records = [json.loads(p.read_text()) for p in sorted((work / "runs").glob("*.json"))]
     lines = ["# nlbench advise against the truth", "",
              f"`python benchmarks/advise.py` on {platform.node() and 'this repository'}'s 2-core AMD EPYC CPU VM "
@@ -297,7 +297,7 @@ def report(work: Path, out: Path, timing: str) -> None:
         lines.append(f"| {ds} | {noise} {rate:g} | {len(rs)} | {100 * rate_err:+.1f} | {100 * rate_err_t:+.1f} | "
                      f"{100 * acc_err:.1f} | {100 * acc_err_o:.1f} | {100 * acc_err_t:.1f} | "
                      f"{100 * np.mean(rec_gap):+.1f} | {100 * np.mean(ce_gap):+.1f} |")
-    lines += ["", "## Timing", "", timing or "Not measured.", ""]
+    lines += ["", notes.strip(), ""]
     out.write_text("\n".join(lines) + "\n")
 
 
@@ -310,12 +310,12 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/advise-bench")
     parser.add_argument("--input-size", type=int, default=32)
     parser.add_argument("--report", action="store_true")
-    parser.add_argument("--timing", default="", help="text of the timing section (the 10k advise run)")
+    parser.add_argument("--notes", help="markdown file appended to the report (the timing run, the reading)")
     parser.add_argument("--out", default="results/advise.md")
     args = parser.parse_args()
     work = Path(args.work)
     if args.report:
-        report(work, Path(args.out), args.timing)
+        report(work, Path(args.out), Path(args.notes).read_text() if args.notes else "")
         return
     noises = [(m, float(r)) for m, r in (s.split(":") for s in args.noises.split(","))]
     for name in args.datasets.split(","):

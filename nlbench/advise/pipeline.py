@@ -166,8 +166,17 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
     for k, (cand, expected) in enumerate(planned):
         remaining = sum(e for _, e in planned[k:])
         progress(f"[{k + 1}/{len(planned)}] {cand.name} (expected {format_duration(expected)})", remaining)
+        fold_started = time.monotonic()
+
+        def fold_done(f: int, cand=cand, expected=expected, remaining=remaining, started=fold_started) -> None:
+            # The ETA of the rest: this candidate's folds at their measured pace, the others at their estimates.
+            spent = time.monotonic() - started
+            pace = spent / (f + 1) * (options.folds - f - 1)
+            progress(f"{cand.name}: fold {f + 1}/{options.folds} done", pace + remaining - expected)
+
         results[cand.name] = evaluate(cand, fulls[cand.backbone.ref], data, folds, config=config, cache=cache,
-                                      seed=options.seed, nominal_rate=rate, log=lambda m: progress(m))
+                                      seed=options.seed, nominal_rate=rate, log=lambda m: progress(m),
+                                      on_fold=fold_done)
 
     # 3. Estimates, suspects, recommendation.
     portfolio = score_candidates(data, results, probe, trusted, noise, seed=options.seed)
