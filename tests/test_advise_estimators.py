@@ -146,3 +146,20 @@ def test_budget_cost_model():
     # 10 s of probe + (1000 · 4/5 · 0.7 clean · 5 epochs · passes · 3 for forward + backward + 1000 held out) × 0.01
     expected = 10.0 + (1000 * 0.8 * 0.7 * 5 * passes * 3 + 1000) * 0.01
     assert estimate_seconds(Candidate("turn", "lp-fft", b), **common) == pytest.approx(expected)
+
+
+def test_without_cleanlab_advise_uses_its_own_detectors(monkeypatch):
+    """cleanlab is an optional extra: without it the portfolio has no CL candidate and the cleanlab detector says
+    how to install it; the default detector needs nothing."""
+    from nlbench.advise import issues
+    from nlbench.advise.portfolio import candidates, parse_backbones
+
+    b = parse_backbones(None, 32)
+    assert "cl" in {c.method for c in candidates(b, cleanlab=True)}
+    assert "cl" not in {c.method for c in candidates(b, cleanlab=False)}
+    monkeypatch.setattr(issues, "cleanlab_available", lambda: False)
+    q = est.calibrated_joint(LABELS, PROBS)
+    with pytest.raises(ConfigError, match=r"pip install 'nlbench\[cl\]'"):
+        issues.flag("cleanlab", LABELS, PROBS, q)
+    assert issues.DEFAULT_DETECTOR != "cleanlab"
+    assert issues.flag(issues.DEFAULT_DETECTOR, LABELS, PROBS, q).tolist() == [False, False, True, False, False, True]
