@@ -13,14 +13,12 @@ of a probe that never saw the sample, ``preds`` (N,) a candidate's out-of-fold p
   with M[i, k] = P(y = i, f = k); so M = T⁻ᵀ N and the clean accuracy is trace(M). It breaks where the noise
   depends on the image (then ỹ and f are dependent given y) and where T is near-singular (T⁻ᵀ amplifies the
   sampling error of N: the condition number is reported).
-* ``bootstrap``: percentile intervals from resampling the samples (each out-of-fold prediction is one
-  draw; folds are disjoint, so resampling samples resamples every fold).
+* Intervals (``nlbench.advise.pipeline``): 90 % percentile bootstrap over the images, stratified by given label
+  (each out-of-fold prediction is one draw; folds are disjoint, so resampling images resamples every fold);
+  ``wilson`` for the trusted-label proportions.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -129,34 +127,6 @@ def confused_pairs(joint: np.ndarray, num_samples: int, k: int = 10) -> list[dic
         out.append({"given": int(i), "true": int(j), "share": float(off[i, j]),
                     "count": int(round(off[i, j] * num_samples))})
     return out
-
-
-@dataclass
-class Interval:
-    """A point estimate with a percentile bootstrap interval (``level`` coverage)."""
-
-    value: float
-    low: float
-    high: float
-    level: float = 0.9
-
-    def as_dict(self, digits: int = 4) -> dict:
-        return {"value": round(self.value, digits), "low": round(self.low, digits), "high": round(self.high, digits),
-                "level": self.level}
-
-
-def bootstrap(statistic: Callable[[np.ndarray], float], num_samples: int, *, rounds: int = 200, seed: int = 0,
-              level: float = 0.9, strata: np.ndarray | None = None) -> tuple[float, float]:
-    """(low, high) percentile interval of ``statistic(index)`` over ``rounds`` resamples of the sample
-    indices (with replacement; within each stratum where ``strata`` is given, so every class keeps its size)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    groups = [np.arange(num_samples)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    for _ in range(rounds):
-        index = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups if len(g)])
-        values.append(statistic(index))
-    lo, hi = np.quantile(np.asarray(values), [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
 
 
 def wilson(successes: int, trials: int, level: float = 0.9) -> tuple[float, float]:
