@@ -11,7 +11,8 @@ import argparse
 import typing
 from pathlib import Path
 
-from nlbench.report.tables import METRICS, render
+from nlbench.report.leaderboard import leaderboard
+from nlbench.run.frames import results_frame
 from nlbench.run.records import default_results_dir
 
 
@@ -56,14 +57,7 @@ def results_folder(args: argparse.Namespace) -> Path:
 
 
 def table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:
-    """A grid's leaderboard as ``nlbench table`` prints it (markdown gets a caption line)."""
-    text = render(records, layout=grid.layout, metric=metric, fmt=fmt, realized=realized, paper=paper)
-    if fmt == "markdown":
-        backbones = ", ".join(dict.fromkeys(r["backbone"] for r in records))
-        datasets = ", ".join(dict.fromkeys(r["dataset"] for r in records))
-        seeds = len({r["seed"] for r in records})
-        caption = f"{grid.name}: {METRICS[metric]} — {datasets}, {backbones}; {len(records)} cells, {seeds} seed(s)"
-        if grid.layout == "real":
-            caption += "; cells: best / last"
-        return caption + "\n\n" + text
-    return text
+    """A grid's leaderboard as ``nlbench table`` prints it (markdown gets a caption line): the records' tidy
+    frame (``nlbench.results``) through ``nlbench.report.leaderboard``, as a user's filtered frame goes."""
+    return leaderboard(results_frame(records), layout=grid.layout, metric=metric, fmt=fmt, realized=realized,
+                       paper=paper)

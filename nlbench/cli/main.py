@@ -22,6 +22,7 @@ from nlbench.atomic import DISK_FULL, atomic_write_bytes
 from nlbench.cli import backbones as cli_backbones
 from nlbench.cli import cluster as cli_cluster
 from nlbench.cli import data as cli_data
+from nlbench.cli import export as cli_export
 from nlbench.cli.common import Parser, int_at_least, non_negative_int, positive_int, results_folder, table_text
 from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
@@ -86,8 +87,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nlbench.run.grids import expand, load_grid
     from nlbench.run.runner import check_results_folder, describe_plan, plan, run_grid
     from nlbench.run.validate import check_run, claim_results
+    from nlbench.run.workers import parse_devices, worker_devices
 
-    grid = cli_backbones.apply_weights_overrides(load_grid(args.grid), args.weights)
+    grid = cli_backbones.apply_weights_overrides(load_grid(args.grid, args.overrides), args.weights)
+    devices = parse_devices(args.devices) if args.devices is not None else None
+    if (args.workers is not None or devices) and args.executor != "local":
+        raise ConfigError(f"--workers/--devices start local worker processes; got --executor {args.executor}")
     results = results_folder(args)
     cache = _cache(args)
     options = None
@@ -102,13 +107,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_plan(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor,
                             options=options))
+        if args.workers is not None or devices:
+            where = ", ".join(f"GPU {d}" if d is not None else "CPU" for d in worker_devices(args.workers, devices))
+            print(f"workers: {where} (one process each, sharing the cells through their claims)")
         return 0
     if args.executor == "slurm":
         check_results_folder(results, log=lambda _msg: None)  # SLURM's results folder must exist: don't create it
         claim_results(grid, results)
         return cli_cluster.run_slurm(args, grid, results, cache, options)
     claim_results(grid, results)
-    run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args))
+    run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args),
+             workers=args.workers, devices=devices)
     cells, _ = plan(grid, results, seeds=args.seeds)
     records = load_records(results, cells)
     if records:
@@ -120,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from nlbench.run.grids import expand, load_grid  # torch-backed
 
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, args.overrides)
     records = load_records(results_folder(args), expand(grid, seeds=args.seeds))
     text = table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized, paper=args.paper)
     if args.plot:
@@ -139,7 +148,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.screenshot_width < 100:
         raise ConfigError(f"--screenshot-width {args.screenshot_width}; expected a width of at least 100 pixels")
     started = time.perf_counter()
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, args.overrides)
     results = results_folder(args)
     records = load_records(results, expand(grid, seeds=args.seeds))
     out = Path(args.out) if args.out else results / grid.name / "report"
@@ -167,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
         p.add_argument("--results", help="folder of run records (default: ./runs)")
         p.add_argument("--seeds", type=positive_int, help="run seeds 0..N-1 instead of the grid's seed list")
+        p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                       help="override a value of the grid file, e.g. train.lp_epochs=50 or methods.gce.q=0.5 "
+                            "(repeatable; docs/grids.md)")
 
     p = sub.add_parser("run", help="run every cell of a grid that is not done yet, then print its table")
     grid_args(p)
@@ -178,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bars (default: on a terminal, off when CI is set)")
     p.add_argument("--weights", action="append", metavar="[NAME=]PATH",
                    help="local checkpoint file for a backbone of the grid (repeatable); works offline")
+    p.add_argument("--workers", type=positive_int,
+                   help="run the cells in N worker processes, one per GPU of this machine (CPU: the cores split)")
+    p.add_argument("--devices", metavar="0,1,...", help="GPUs of the workers, one worker each (implies --workers)")
     cli_cluster.add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
@@ -202,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     # Commands of other areas live beside their code; each module adds its own subparsers.
-    for module in (cli_data, cli_backbones, cli_cluster):
+    for module in (cli_data, cli_backbones, cli_cluster, cli_export):
         module.add_commands(sub)
     return parser
 

@@ -241,7 +241,16 @@ def render(records: list[dict], *, layout: str = "table1", metric: str = "test_a
         raise ConfigError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     if not records:
         raise ConfigError("no finished records to tabulate (run the grid first: nlbench run --grid NAME)")
-    df = records_frame(records, metric)
+    return render_frame(records_frame(records, metric), layout=layout, metric=metric, fmt=fmt, realized=realized,
+                        paper=paper)
+
+
+def render_frame(df: pd.DataFrame, *, layout: str = "table1", metric: str = "test_acc_best", fmt: str = "markdown",
+                 realized: bool = False, paper: bool = False) -> str:
+    """``render`` of a frame in ``records_frame``'s columns (``nlbench.report.leaderboard`` makes one from the
+    tidy frame of ``nlbench.results``)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     if paper:
         df = with_paper(df, metric)
     if layout == "real":

@@ -14,6 +14,7 @@ different params), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ from nlbench.engine.config import TrainConfig
 from nlbench.errors import ConfigError
 from nlbench.methods import build_method, method_params
 from nlbench.registry import BACKBONES, DATASETS, NOISE
+from nlbench.run.overrides import apply_overrides
 from nlbench.run.schema import SAFE_NAME, check_grid_table
 from nlbench.run.spec import CellSpec
 
@@ -38,6 +40,7 @@ class Grid:
     layout: str
     raw: dict
     source: str
+    overrides: tuple[str, ...] = ()  # the --set KEY=VALUE applied to the file (nlbench.run.overrides)
 
     @property
     def slurm(self) -> dict:
@@ -61,9 +64,10 @@ def list_grids() -> list[tuple[str, str]]:
     return out
 
 
-def load_grid(name_or_path: str) -> Grid:
-    """A registered grid by name, or a grid file by path; its schema checked (``grid_schema``) and its
-    relative paths resolved against the file's folder."""
+def load_grid(name_or_path: str, overrides: Iterable[str] = ()) -> Grid:
+    """A registered grid by name, or a grid file by path; ``overrides`` (``KEY=VALUE``, see
+    ``nlbench.run.overrides``) applied to it, its schema checked (``grid_schema``) and its relative paths
+    resolved against the file's folder."""
     files = grid_files()
     path = Path(name_or_path)
     if name_or_path in files:
@@ -77,9 +81,10 @@ def load_grid(name_or_path: str) -> Grid:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read grid file {str(path)!r}: {exc}") from None
-    raw = check_grid_table(raw, source=path)
+    overrides = tuple(overrides)
+    raw = check_grid_table(apply_overrides(raw, overrides), source=path)
     return Grid(name=raw.get("name", path.stem), description=raw.get("description", ""),
-                layout=raw.get("layout", "table1"), raw=raw, source=str(path))
+                layout=raw.get("layout", "table1"), raw=raw, source=str(path), overrides=overrides)
 
 
 def _as_list(raw: dict, key: str, grid: str) -> list:
