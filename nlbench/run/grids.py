@@ -82,7 +82,12 @@ def load_grid(name_or_path: str, overrides: Iterable[str] = ()) -> Grid:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read grid file {str(path)!r}: {exc}") from None
     overrides = tuple(overrides)
-    raw = check_grid_table(apply_overrides(raw, overrides), source=path)
+    try:
+        raw = check_grid_table(apply_overrides(raw, overrides), source=path)
+    except ConfigError as exc:
+        if not overrides or str(exc).startswith("--set"):
+            raise
+        raise ConfigError(f"{exc} (with --set {' --set '.join(overrides)})") from None
     return Grid(name=raw.get("name", path.stem), description=raw.get("description", ""),
                 layout=raw.get("layout", "table1"), raw=raw, source=str(path), overrides=overrides)
 
