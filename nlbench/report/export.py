@@ -11,8 +11,9 @@ the grid and the config hash: exporting again leaves a run whose record is uncha
 deleted, MLflow's soft delete, so its metric steps are not mixed with the new ones); it never adds a second
 run for one key.
 
-TensorBoard: one run folder per record, ``DIR/<grid>/<cell_id>/``, with the same scalars, the config as
-hyperparameters (the HParams dashboard) and the record as text. A folder is rewritten whole (in a temporary
+TensorBoard: one run folder per record, ``DIR/<grid>/<cell_id>/``, with the same curves as scalars, the
+results as ``summary/<metric>`` (step 0), the identity and config as hyperparameters (the HParams dashboard,
+the results its metrics) and the record as text. A folder is rewritten whole (in a temporary
 folder, then renamed into place) when its record changed, and left as it is otherwise (``record.sha256``).
 
 The trackers are optional extras (``pip install 'nlbench[mlflow]'`` / ``'nlbench[tensorboard]'``); without
@@ -221,13 +222,12 @@ def export_tensorboard(records: list[dict], folder: str | Path, *,
             with SummaryWriter(log_dir=str(staging)) as writer:
                 for metric, step, value in curves(record):
                     writer.add_scalar(metric, value, step)
-                metrics = summary_metrics(record)
-                for metric, value in metrics.items():
-                    writer.add_scalar(f"summary/{metric}", value, 0)
                 writer.add_text("record", "```\n" + json.dumps(record, indent=1, sort_keys=True) + "\n```", 0)
                 hparams = {**{k: _hparam(v) for k, v in run_tags(record).items()},
                            **{k: _hparam(v) for k, v in run_params(record).items()}}
-                writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+                # The results as the HParams dashboard's metrics; add_hparams also logs them as scalars (step 0).
+                writer.add_hparams(hparams, {f"summary/{k}": v for k, v in summary_metrics(record).items()},
+                                   run_name=".")
             (staging / "record.sha256").write_text(sha + "\n")
             existed = target.exists()
             if existed:
