@@ -90,3 +90,23 @@ def test_two_workers_run_each_cell_once_and_match_a_serial_run(tmp_path) -> None
                          str(tmp_path / "cache-parallel"), "--workers", "2")
     assert code == 0, err
     assert "all 6 cells are done; nothing to run" in out
+
+
+def test_a_failing_cell_does_not_stop_the_others(tmp_path) -> None:
+    from dataclasses import replace
+
+    from nlbench.run.executors import CellsFailed
+    from nlbench.run.workers import run_with_workers
+
+    spec = expand(load_grid(str(write_toml(tmp_path / "g.toml", GRID))))[0]
+    # Cells of a dataset that is not registered: each raises in the worker, after the grid checks a run makes.
+    broken = [replace(spec, dataset="no_such_dataset", seed=seed) for seed in (0, 1)]
+    finished: list[tuple[str, object]] = []
+    with pytest.raises(CellsFailed) as failed:
+        run_with_workers("g", broken, results=tmp_path / "runs", cache=tmp_path / "cache", workers=1,
+                         on_finished=lambda s, record: finished.append((s.cell_id, record)), log=lambda _: None)
+    text = str(failed.value)
+    assert text.startswith("2 cell(s) or worker(s) failed")
+    assert all(f"{c.cell_id} (worker 0):\nTraceback" in text and "no_such_dataset" in text for c in broken)
+    assert finished == [(c.cell_id, None) for c in broken]
+    assert list((tmp_path / "runs" / "g" / "claims").glob("*.lock")) == []
