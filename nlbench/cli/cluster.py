@@ -28,6 +28,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
     p.add_argument("--results", help="folder of run records (default: ./runs)")
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 instead of the grid's seed list")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="the overrides the grid runs with (nlbench run --set), e.g. train.lp_epochs=50")
     p.add_argument("--tail", type=int, default=8, help="log lines shown under a failed cell (default: 8)")
     p.add_argument("--hide-done", action="store_true", help="list only cells that are not done")
     p.add_argument("--no-sacct", action="store_true",
@@ -101,7 +103,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     # torch-backed: the grid's cells (nlbench.cli.main's docstring)
     from nlbench.run.grids import expand, load_grid
 
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, args.overrides)
     results = results_folder(args)
     cells = expand(grid, seeds=args.seeds)
     try:

@@ -203,8 +203,9 @@ def submit_grid(grid: Grid, *, results: Path, options: SlurmOptions, cache: Path
     for job, g in zip(jobs, groups, strict=True):
         log(f"  {job.job_id}: {g.label}")
     registered = str(grid_files().get(grid.name)) == grid.source
+    sets = "".join(f" --set {o}" for o in grid.overrides)
     log(f"  logs: {folder}\n  follow with: nlbench status --grid {grid.name if registered else grid.source} "
-        f"--results {results}")
+        f"--results {results}{sets}")
     return Submission(groups=groups, job_ids=[j.job_id for j in jobs], before=before)
 
 
