@@ -11,8 +11,6 @@ import argparse
 import typing
 from pathlib import Path
 
-from nlbench.report.leaderboard import leaderboard
-from nlbench.run.frames import results_frame
 from nlbench.run.records import default_results_dir
 
 
@@ -59,5 +57,8 @@ def results_folder(args: argparse.Namespace) -> Path:
 def table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:
     """A grid's leaderboard as ``nlbench table`` prints it (markdown gets a caption line): the records' tidy
     frame (``nlbench.results``) through ``nlbench.report.leaderboard``, as a user's filtered frame goes."""
+    from nlbench.report.leaderboard import leaderboard  # pandas: loaded when a table is printed
+    from nlbench.run.frames import results_frame
+
     return leaderboard(results_frame(records), layout=grid.layout, metric=metric, fmt=fmt, realized=realized,
                        paper=paper)

@@ -7,7 +7,6 @@ import argparse
 
 from nlbench.cli.common import results_folder
 from nlbench.errors import ConfigError
-from nlbench.report.export import TARGETS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +23,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                           "default, sqlite:///mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the grid's name)")
     p.set_defaults(func=cmd_export)
+
+
+TARGETS = ("mlflow", "tensorboard")  # nlbench.report.export's
 
 
 def parse_target(values: list[str]) -> tuple[str, str | None]:
