@@ -92,7 +92,8 @@ def run_with_workers(grid_name: str, todo: list[CellSpec], *, results: Path, cac
     records they wrote. ``on_finished(spec, record)`` is called in this process as each cell ends (record None:
     another process had it)."""
     assigned = worker_devices(workers, devices)
-    cpu_threads = max(1, (os.cpu_count() or 1) // len(assigned))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpu_threads = max(1, cores // len(assigned))  # the cores this process may use, not the machine's
     context = multiprocessing.get_context("spawn")
     tasks, events = context.Queue(), context.Queue()
     for group in group_cells(todo):
