@@ -1,8 +1,9 @@
 """What every command module of the CLI shares: the parser class with nlbench's error convention, argument
 types, the results folder of a command line and a grid's table as the commands print it.
 
-``nlbench.cli.main`` (list, run, table, report) and the command modules beside it (``cli_cluster``, ``cli_data``,
-``cli_backbones``) import this module; it imports none of them.
+``nlbench.cli.main`` (list, run, table, report) and the command modules beside it (``cluster``, ``data``,
+``backbones``, ``check``) import this module; it imports none of them, and nothing heavier than the standard
+library at module level (``nlbench --help`` loads it).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import argparse
 import typing
 from pathlib import Path
-
-from nlbench.run.records import default_results_dir
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,6 +50,8 @@ non_negative_int = int_at_least(0)
 
 def results_folder(args: argparse.Namespace) -> Path:
     """The command line's ``--results``, else the default folder of run records."""
+    from nlbench.run.records import default_results_dir  # pydantic's record schema: not for `--help`
+
     return Path(args.results) if args.results is not None else default_results_dir()
 
 

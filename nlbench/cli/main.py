@@ -1,12 +1,14 @@
-"""The ``nlbench`` command line: list, run, table, report (other areas' commands live in cli_cluster,
-cli_data and cli_backbones; what they share is cli_common).
+"""The ``nlbench`` command line: list, run, table, report (other areas' commands live in cluster, data,
+backbones and check beside this module; what they share is common).
 
 Bad input (an unknown name, a mode a method lacks, a rate outside [0, 1], an unreadable grid file)
 ends with one line ``nlbench: error: …`` on stderr and exit code 2, before anything is written.
 
-The CLI modules import the nlbench modules backed by torch (grids, the runner, the engine: about 3 s of
-CPU) inside the commands that need them, so that parsing, ``--help`` and a bad argument's error line come
-without loading torch (0.5 s).
+The command modules import at module level only what building the parser needs, and each command imports
+the rest when it runs: ``--help`` and a bad argument's error line load neither pandas nor torch, and
+``table``, ``status`` and ``report`` read a grid's cells through ``nlbench.run.grid_memo`` (no torch once
+the grid has been expanded since the code last changed). Commands that train, draw labels or build
+backbones (run, noise audit, fetch-weights, check) import torch when they start.
 """
 
 from __future__ import annotations
@@ -20,17 +22,14 @@ from pathlib import Path
 from nlbench import interrupts
 from nlbench.atomic import DISK_FULL, atomic_write_bytes
 from nlbench.cli import backbones as cli_backbones
+from nlbench.cli import check as cli_check
 from nlbench.cli import cluster as cli_cluster
 from nlbench.cli import data as cli_data
 from nlbench.cli import export as cli_export
 from nlbench.cli.common import Parser, int_at_least, non_negative_int, positive_int, results_folder, table_text
 from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
-from nlbench.report.browser import check_page, shrink_png
-from nlbench.report.page import build_report
-from nlbench.report.plots import leaderboard_bars
-from nlbench.report.tables import FORMATS, METRICS
-from nlbench.run.records import load_records
+from nlbench.report.metrics import FORMATS, METRICS
 
 __all__ = ["Parser", "build_parser", "int_at_least", "main", "non_negative_int", "positive_int"]
 
@@ -45,15 +44,16 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from nlbench.engine.method_api import LossMethod  # torch-backed
-    from nlbench.run.grids import list_grids  # torch-backed (see the module docstring)
+    if args.kind == "grids":  # grid files only: no registry, no torch
+        from nlbench.run.grids import list_grids
 
-    if args.kind == "grids":
         rows = list_grids()
         width = max(len(n) for n, _ in rows)
         for name, desc in rows:
             print(f"{name:<{width}}  {desc}")
         return 0
+    from nlbench.engine.method_api import LossMethod  # torch-backed: loading a registry imports its code
+
     registry = {"methods": METHODS, "backbones": BACKBONES, "noise": NOISE, "datasets": DATASETS}[args.kind]
     entries = list(registry)
     width = max(len(e.name) for e in entries)
@@ -82,17 +82,22 @@ def _cache(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # torch-backed: the grid's cells, the runner and the SLURM side (see the module docstring)
     # torch-backed: the grid's cells, the runner, the checks of data and weights (see the module docstring)
+    from nlbench.run.grid_memo import expand_and_remember
     from nlbench.run.grids import expand, load_grid
+    from nlbench.run.records import load_records
     from nlbench.run.runner import check_results_folder, describe_plan, plan, run_grid
     from nlbench.run.validate import check_run, claim_results
     from nlbench.run.workers import parse_devices, worker_devices
 
-    grid = cli_backbones.apply_weights_overrides(load_grid(args.grid, args.overrides), args.weights)
     devices = parse_devices(args.devices) if args.devices is not None else None
     if (args.workers is not None or devices) and args.executor != "local":
         raise ConfigError(f"--workers/--devices start local worker processes; got --executor {args.executor}")
+    if args.weights:
+        grid = cli_backbones.apply_weights_overrides(load_grid(args.grid, args.overrides), args.weights)
+        cells = expand(grid, seeds=args.seeds)
+    else:  # the grid as its file says: remembered for the table, status and report that follow
+        grid, cells = expand_and_remember(args.grid, seeds=args.seeds, overrides=args.overrides)
     results = results_folder(args)
     cache = _cache(args)
     options = None
@@ -100,8 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         options = cli_cluster.slurm_options(args, grid)
     # Every value of the grid, its files and the output folders, before the first cell (and on a dry run).
     missing: list[str] = []
-    check_run(grid, expand(grid, seeds=args.seeds), results=results, cache=cache,
-              missing_data=missing.append if args.dry_run else None)
+    check_run(grid, cells, results=results, cache=cache, missing_data=missing.append if args.dry_run else None)
     for message in missing:
         print(f"warning: {message} (a run here stops on it; the plan below skips the checks that need its files)")
     if args.dry_run:
@@ -127,13 +131,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from nlbench.run.grids import expand, load_grid  # torch-backed
+    from nlbench.report.tables import method_facts
+    from nlbench.run.grid_memo import grid_cells  # no torch once remembered (see its docstring)
+    from nlbench.run.records import load_records
 
-    grid = load_grid(args.grid, args.overrides)
-    records = load_records(results_folder(args), expand(grid, seeds=args.seeds))
-    text = table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized, paper=args.paper)
-    if args.plot:
-        print(f"wrote {leaderboard_bars(records, args.plot, metric=args.metric)}")
+    known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
+    records = load_records(results_folder(args), known.cells)
+    with method_facts(known.methods):
+        text = table_text(known.grid, records, metric=args.metric, fmt=args.format, realized=args.realized,
+                          paper=args.paper)
+        if args.plot:
+            from nlbench.report.plots import leaderboard_bars
+
+            print(f"wrote {leaderboard_bars(records, args.plot, metric=args.metric)}")
     if args.output:
         atomic_write_bytes(Path(args.output), (text + "\n").encode())
         print(f"wrote {args.output}")
@@ -143,18 +153,24 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from nlbench.run.grids import expand, load_grid  # torch-backed
+    from nlbench.report.page import build_report
+    from nlbench.report.tables import method_facts
+    from nlbench.run.grid_memo import grid_cells  # no torch once remembered (see its docstring)
+    from nlbench.run.records import load_records
 
     if args.screenshot_width < 100:
         raise ConfigError(f"--screenshot-width {args.screenshot_width}; expected a width of at least 100 pixels")
     started = time.perf_counter()
-    grid = load_grid(args.grid, args.overrides)
+    known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
     results = results_folder(args)
-    records = load_records(results, expand(grid, seeds=args.seeds))
-    out = Path(args.out) if args.out else results / grid.name / "report"
-    index = build_report(grid, records, results=results, out=out)
+    records = load_records(results, known.cells)
+    out = Path(args.out) if args.out else results / known.grid.name / "report"
+    with method_facts(known.methods):
+        index = build_report(known.grid, records, results=results, out=out)
     print(f"wrote {index} ({len(records)} records, {time.perf_counter() - started:.1f} s)")
     if args.screenshot:
+        from nlbench.report.browser import check_page, shrink_png
+
         check = check_page(index, screenshot=args.screenshot)
         shrink_png(args.screenshot, width=args.screenshot_width)
         print(f"wrote {args.screenshot}; headless Chromium: {check.summary()}")
@@ -217,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     # Commands of other areas live beside their code; each module adds its own subparsers.
-    for module in (cli_data, cli_backbones, cli_cluster, cli_export):
+    for module in (cli_data, cli_backbones, cli_cluster, cli_check, cli_export):
         module.add_commands(sub)
     return parser
 
