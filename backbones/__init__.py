@@ -8,17 +8,19 @@ the published weights' identity, licence, source, and the dry run's cost figures
 or ``gflops``, from which ``nlbench.run.costs`` estimates them). ``backbone_facts(name)`` reads them back.
 
 The factory returns a ``Backbone``: a module whose forward gives the pooled feature the linear probe uses,
-its dimension and its preprocessing. ``create_backbone`` is the one entry point (like timm's
-``create_model``); it checks the built model against the declared facts. Every module of this package is
-imported below, so a new file is all a new backbone needs.
+its dimension and its preprocessing. Every factory, built-in or not, makes it with ``Backbone.from_facts``
+(the model in, every other field from the facts), so the weights identity is spelled by one function,
+``weights_identity``. ``create_backbone`` is the one entry point (like timm's ``create_model``); it checks
+the built model against the declared facts. Every module of this package is imported below, so a new file
+is all a new backbone needs.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import math
+import os
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlbench import registry
+from nlbench.atomic import hash_file
 from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES
 
@@ -156,7 +158,8 @@ def _file_of(obj: Any) -> str:
 
 
 def register_backbone(name: str, **facts: Any) -> Callable:
-    """Register a backbone factory ``(*, pretrained, weights, tag) -> Backbone`` with its facts, checked now.
+    """Register a backbone factory ``(*, pretrained, weights, tag) -> Backbone`` with its facts, checked now
+    (the one way to register a backbone: ``BACKBONES.register`` itself checks nothing).
 
     Required: source, checkpoint, feature_dim, licence, preprocessing, weights; optional: default_tag, cost
     (a measured ``BackboneCost``), gflops (forward GFLOP per 224-px image, for an estimated cost),
@@ -165,7 +168,7 @@ def register_backbone(name: str, **facts: Any) -> Callable:
 
     def decorator(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
         _facts_from(name, _file_of(factory), facts)
-        return registry.register_backbone(name, **facts)(factory)
+        return BACKBONES.register(name, **facts)(factory)
 
     return decorator
 
@@ -200,12 +203,15 @@ class Backbone:
     weights_files: tuple[str, ...] = ()
 
     @classmethod
-    def from_facts(cls, name: str, model: nn.Module, *, pretrained: bool, weights: str | None = None,
-                   tag: str | None = None, channels_last: bool = False) -> Backbone:
+    def from_facts(cls, name: str, model: nn.Module, *, pretrained: bool, weights: str | Path | None = None,
+                   tag: str | None = None, channels_last: bool = False,
+                   weights_files: tuple[str, ...] | None = None) -> Backbone:
         """The ``Backbone`` of registered backbone ``name`` around ``model``, every other field from its
-        declared facts: feature dim, preprocessing of the (resolved) tag, and the weights identity (a local
-        file's digest, the published weights, or 'random'). One forward of a blank image at the declared
-        input size checks that the model gives ``feature_dim`` features (ConfigError naming the file)."""
+        declared facts: feature dim, preprocessing of the (resolved) tag, and the weights identity
+        (``weights_identity``: a local file's digest, the published weights, or 'random'). weights_files:
+        the files the weights were read from (default: the local file ``weights``, if any). One forward of
+        a blank image at the declared input size checks that the model gives ``feature_dim`` features
+        (ConfigError naming the file)."""
         facts = backbone_facts(name)
         preprocessing = facts.preprocessing_for(tag)
         was_training = model.training
@@ -216,12 +222,12 @@ class Backbone:
         if shape != (1, facts.feature_dim):
             raise ConfigError(f"backbone {name!r} ({facts.file}) declares feature_dim {facts.feature_dim}, the "
                               f"model gives features of shape {shape} for one image")
-        weights_id = f"file:{file_digest(weights)}" if weights else facts.published_weights(tag) if pretrained \
-            else "random"
+        if weights_files is None:
+            weights_files = (str(weights),) if weights else ()
         return cls(name=name, model=model, feature_dim=facts.feature_dim, input_size=preprocessing.input_size,
                    mean=preprocessing.mean, std=preprocessing.std, interpolation=preprocessing.interpolation,
-                   weights_id=weights_id, channels_last=channels_last, tag=facts.resolve_tag(tag),
-                   weights_files=(str(weights),) if weights else ())
+                   weights_id=weights_identity(name, tag, weights, pretrained=pretrained),
+                   channels_last=channels_last, tag=facts.resolve_tag(tag), weights_files=tuple(weights_files))
 
 
 def create_backbone(
@@ -274,12 +280,26 @@ def forward_gflops(name: str) -> tuple[float, str]:
 
 
 def file_digest(path: str | Path, length: int = 16) -> str:
-    """Short sha256 of a file's bytes: identifies local weights in cache keys and records."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
+    """Short sha256 of a file's bytes: identifies local weights in cache keys and records. Hashed once per
+    file version (path, size, modification time) in a process: a cell's weights are asked for many times."""
+    stat = os.stat(path)
+    return _sha256_of_version(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)[:length]
+
+
+@functools.cache
+def _sha256_of_version(path: str, size: int, mtime_ns: int) -> str:
+    return hash_file(path).hexdigest()
+
+
+def weights_identity(name: str, tag: str | None = None, weights_file: str | Path | None = None, *,
+                     pretrained: bool = True) -> str:
+    """What a backbone checkpoint's weights are, spelled by this function only (feature-cache keys, records,
+    config hashes): ``file:<sha256 prefix>`` of a local weights file, else the published weights of ``tag``
+    or the family's default tag spelled out (``timm:resnet50.tv_in1k``: changing a default can never reuse
+    features of the old one; an unknown tag raises ConfigError), else 'random' (``pretrained=False``)."""
+    if weights_file:
+        return f"file:{file_digest(weights_file)}"
+    return backbone_facts(name).published_weights(tag) if pretrained else "random"
 
 
 def timm_data_config(model: nn.Module) -> dict:

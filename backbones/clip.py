@@ -24,14 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nlbench.backbones import (
-    Backbone,
-    BackboneCost,
-    Preprocessing,
-    file_digest,
-    load_state_dict_file,
-    register_backbone,
-)
+from nlbench.backbones import Backbone, BackboneCost, Preprocessing, load_state_dict_file, register_backbone
 from nlbench.backbones.hub import hub_file, load_strict, strip_prefix, weights_dir_file
 from nlbench.errors import ConfigError
 
@@ -157,12 +150,9 @@ def build_tower(tag: str, cfg: dict) -> tuple[OpenCLIPImageTower, dict]:
 def clip_vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: str | None = None) -> Backbone:
     """CLIP ViT-B/16 image tower (OpenAI, 400M image-text pairs); any open_clip tag of ViT-B-16."""
     tag, cfg = tag_config(tag)
-    tower, preprocess = build_tower(tag, cfg)
-    files: tuple[str, ...] = ()
-    if weights is not None:
-        path: Path | str = weights
-        weights_id = f"file:{file_digest(weights)}"
-    elif pretrained:
+    tower, _ = build_tower(tag, cfg)
+    path: Path | str | None = weights
+    if weights is None and pretrained:
         path = weights_dir_file("clip_vit_b16", tag)
         if path is None:
             repo, filename = hub_location(cfg)
@@ -170,23 +160,9 @@ def clip_vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: st
                 raise ConfigError(f"backbone 'clip_vit_b16': open_clip tag {tag!r} has no hub copy; "
                                   f"pass its weights as a file")
             path = hub_file("clip_vit_b16", tag, DEFAULT_TAG, repo, (filename,) if filename else HUB_FILENAMES)
-        weights_id = f"open_clip:{MODEL}/{tag}"
-    else:
-        path, weights_id = None, "random"
     if path is not None:
         load_strict(tower, image_tower_state(load_state_dict_file(path)), backbone="clip_vit_b16", source=str(path))
-        files = (str(path),)
     tower.eval()
-    return Backbone(
-        name="clip_vit_b16",
-        model=tower,
-        feature_dim=tower.visual.ln_post.normalized_shape[0],
-        input_size=_pair(preprocess["size"]),
-        mean=tuple(float(v) for v in preprocess["mean"]),
-        std=tuple(float(v) for v in preprocess["std"]),
-        interpolation=preprocess["interpolation"],
-        weights_id=weights_id,
-        tag=tag,
-        weights_files=files,
-    )
+    return Backbone.from_facts("clip_vit_b16", tower, pretrained=pretrained, weights=weights, tag=tag,
+                               weights_files=(str(path),) if path is not None else ())
 

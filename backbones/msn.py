@@ -27,14 +27,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import PretrainedCfg
 
-from nlbench.backbones import (
-    Backbone,
-    Preprocessing,
-    file_digest,
-    load_state_dict_file,
-    register_backbone,
-    timm_data_config,
-)
+from nlbench.backbones import Backbone, Preprocessing, load_state_dict_file, register_backbone
 from nlbench.backbones.hub import hub_file, load_strict, strip_prefix, weights_dir_file
 from nlbench.backbones.timm_models import VIT_B16_COST
 from nlbench.errors import ConfigError
@@ -196,7 +189,7 @@ def msn_vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: str
     files: tuple[str, ...] = ()
     if weights is not None:
         load_msn_weights(model, weights)
-        weights_id, files = f"file:{file_digest(weights)}", (str(weights),)
+        files = (str(weights),)
     elif pretrained:
         path = weights_dir_file("msn_vit_b16", None)
         if path is None:
@@ -209,9 +202,7 @@ def msn_vit_b16(*, pretrained: bool = True, weights: str | None = None, tag: str
                 check_preprocessor(preprocessor)
                 files = (str(preprocessor),)
         load_msn_weights(model, path)
-        weights_id, files = f"hf:{HUB_ID}", (str(path), *files)
-    else:
-        weights_id = "random"
+        files = (str(path), *files)
     model.eval()
-    return Backbone(name="msn_vit_b16", model=model, feature_dim=model.num_features, weights_id=weights_id,
-                    weights_files=files, **timm_data_config(model))
+    return Backbone.from_facts("msn_vit_b16", model, pretrained=pretrained, weights=weights, tag=tag,
+                               weights_files=files)

@@ -16,7 +16,7 @@ from pathlib import Path
 import timm
 import torch
 
-from nlbench.backbones import Backbone, BackboneCost, Preprocessing, file_digest, load_state_dict_file, timm_data_config
+from nlbench.backbones import Backbone, BackboneCost, Preprocessing, load_state_dict_file
 from nlbench.backbones.hub import hub_file, load_strict, state_mismatch, strip_prefix, weights_dir_file
 from nlbench.errors import ConfigError
 
@@ -89,29 +89,25 @@ def build_timm_backbone(
     channels_last: bool = False,
     **model_kwargs,
 ) -> Backbone:
-    """A ``Backbone`` of timm's ``arch.tag`` with weights from ``weights``, the weights folder or the hub."""
+    """A ``Backbone`` of timm's ``arch.tag`` with weights from ``weights``, the weights folder or the hub
+    (``Backbone.from_facts``: preprocessing and weights identity from the registered facts of ``name``)."""
     tag = resolve_tag(name, arch, tag, default_tag, allowed_tags)
     cfg = pretrained_cfg(arch, tag)
     # Built with the tag's pretrained config attached (no download), so that resolve_data_config reads the
     # checkpoint's own preprocessing even for random weights.
     model = timm.create_model(f"{arch}.{tag}", pretrained=False, num_classes=0, **model_kwargs)
-    files: tuple[str, ...] = ()
-    if weights is not None:
-        load_timm_weights(model, weights, backbone=name)
-        weights_id, files = f"file:{file_digest(weights)}", (str(weights),)
-    elif pretrained:
+    path = weights
+    if weights is None and pretrained:
         path = weights_dir_file(name, tag)
         if path is None:
             if not cfg.hf_hub_id:
                 raise ConfigError(f"backbone {name!r}: timm tag {tag!r} has no hub copy; pass its weights as a file")
             path = hub_file(name, tag, default_tag, cfg.hf_hub_id, HUB_FILENAMES)
+    if path is not None:
         load_timm_weights(model, path, backbone=name)
-        weights_id, files = f"timm:{arch}.{tag}", (str(path),)
-    else:
-        weights_id = "random"
     model.eval()
-    return Backbone(name=name, model=model, feature_dim=model.num_features, weights_id=weights_id,
-                    channels_last=channels_last, tag=tag, weights_files=files, **timm_data_config(model))
+    return Backbone.from_facts(name, model, pretrained=pretrained, weights=weights, tag=tag,
+                               channels_last=channels_last, weights_files=(str(path),) if path is not None else ())
 
 
 def timm_preprocessing(name: str, arch: str, allowed_tags: tuple[str, ...] | None = None

@@ -60,7 +60,7 @@ def main() -> None:
             forwards += record["cost"]["backbone_forward_images"]
     cold, warm = sum(cold_s.values()), sum(warm_s.values())
     figures = {
-        "grid": args.grid, "input_size": cells[0].train["input_size"], "lp_cells": len(cells),
+        "grid": args.grid, "input_size": cells[0].train_config.input_size, "lp_cells": len(cells),
         "cold_s": round(cold, 2), "warm_s": round(warm, 2),
         "ratio": round(cold / warm, 1), "warm_backbone_forward_images": forwards,
         "per_method": {m: {"cold_s": round(cold_s[m], 2), "warm_s": round(warm_s[m], 2),

@@ -31,6 +31,7 @@ import torch
 from scipy.stats import truncnorm
 
 from nlbench.datasets import load_dataset
+from nlbench.engine.losses import GCELoss
 from nlbench.engine.selection import (
     JSD_BASES,
     gmm_select,
@@ -39,7 +40,6 @@ from nlbench.engine.selection import (
     unicon_selection_ratio,
     uniform_selection,
 )
-from nlbench.methods.gce import GCELoss
 from nlbench.noise import apply_noise, flip_distribution, instance_inputs
 from nlbench.run.records import read_record
 

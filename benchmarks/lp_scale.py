@@ -133,9 +133,9 @@ def run_method(method: str, *, cache_root: str, n: int, num_classes: int, dim: i
         multiprocessing.set_start_method("fork", force=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    from nlbench.engine.losses import GCELoss
     from nlbench.engine.train import TrainConfig, Trainer
     from nlbench.methods import CellContext, build_method
-    from nlbench.methods.gce import GCELoss
 
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the peak of this measurement only

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from nlbench.engine.method_api import (
@@ -30,21 +30,16 @@ __all__ = ["CellContext", "DatasetFacts", "LossMethod", "Method", "MethodInterfa
 
 
 def build_method(name: str, mode: str, params: dict[str, Any] | None = None) -> Method:
-    """Instantiate method ``name`` with ``params`` for tuning ``mode``; bad names, modes or values raise
-    ConfigError with the valid choices."""
+    """Instantiate method ``name`` with ``params`` for tuning ``mode``; a bad name or mode, or a value outside
+    the method's ranges (its own ``__post_init__``), raises ConfigError with the valid choices. The names and
+    types of a grid's ``params`` are the grid schema's check (``nlbench.run.schema.check_params``), made before
+    a grid reaches here; a caller in code passing a name the method lacks gets Python's TypeError."""
     entry = METHODS.entry(name)
     if mode not in entry.meta["modes"]:
         raise ConfigError(
             f"method {name!r} does not support mode {mode!r}; supported: {', '.join(entry.meta['modes'])}"
         )
-    cls = entry.obj
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(params or {}) - known)
-    if unknown:
-        raise ConfigError(
-            f"method {name!r} has no parameter(s) {', '.join(unknown)}; expected: {', '.join(sorted(known)) or 'none'}"
-        )
-    return cls(**(params or {}))
+    return entry.obj(**(params or {}))
 
 
 def method_params(method: Method) -> dict[str, Any]:

@@ -6,51 +6,16 @@ selection runs, so the core package never loads it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
+from nlbench.engine.losses import cross_entropy
 from nlbench.engine.method_api import CellContext, Method, register_method
-from nlbench.engine.selection import CL_FILTERS, confident_clean, require_cleanlab
-from nlbench.engine.train import Criterion, Fit
+from nlbench.engine.selection import CL_FILTERS, cl_select, require_cleanlab
+from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.methods.ce import cross_entropy
-
-
-def out_of_fold_probs(trainer, *, folds: int = 5, epochs: int | None = None,
-                      criterion: Criterion = cross_entropy) -> np.ndarray:
-    """(N, C) out-of-fold predicted probabilities of linear probes on the cached view-0 features.
-
-    The training set is split into ``folds`` stratified (by noisy label), seeded folds; for each, a fresh
-    linear head is trained on the other folds with ``criterion`` and the engine's LP recipe (optimiser,
-    learning rate, batch size, schedule; ``epochs`` defaults to lp_epochs) and predicts its held-out
-    fold. No backbone pass beyond the feature cache.
-    """
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    labels = np.asarray(trainer.labels)
-    counts = np.bincount(labels, minlength=trainer.num_classes)
-    # Stratify where every present class can fill every fold; otherwise plain shuffled folds.
-    splitter = (StratifiedKFold if counts[counts > 0].min() >= folds else KFold)(
-        n_splits=folds, shuffle=True, random_state=trainer.seed)
-    probs = np.zeros((trainer.num_train, trainer.num_classes))
-    for fold, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        fit = trainer.linear_probe(criterion, epochs=epochs, index=fit_idx, desc=f"CL fold {fold}")
-        logits = trainer.probe_logits(fit.model, "train")[torch.as_tensor(held_idx, device=trainer.device)]
-        probs[held_idx] = torch.softmax(logits, 1).cpu().numpy()
-    return probs
-
-
-def cl_select(trainer, *, folds: int = 5, epochs: int | None = None, criterion: Criterion = cross_entropy,
-              filter_by: str = "prune_by_noise_rate") -> np.ndarray:
-    """(N,) bool mask confident learning keeps, from out-of-fold probe probabilities."""
-    probs = out_of_fold_probs(trainer, folds=folds, epochs=epochs, criterion=criterion)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # cleanlab warns about tiny classes; the mask is what counts
-        return confident_clean(trainer.labels, probs, filter_by=filter_by)
 
 
 @register_method("cl", modes=("fft", "lp"), label="CL", order=60,

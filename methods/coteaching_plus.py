@@ -8,10 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from nlbench.engine.method_api import CellContext, register_method
-from nlbench.engine.small_loss import disagreement
+from nlbench.engine.small_loss import (
+    SmallLossMethod,
+    SmallLossRun,
+    check_small_loss_fields,
+    coteaching_step,
+    disagreement,
+)
 from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.methods.coteaching import SmallLossMethod, SmallLossRun, check_common, coteaching_step
 
 # The code's init_epoch (plain Co-teaching before it) per dataset, of n_epoch = 200 (main.py): CIFAR-10 20,
 # CIFAR-100 5. A dataset takes the CIFAR whose class count is nearer on a log scale (C ≤ 31: CIFAR-10), the
@@ -48,7 +53,7 @@ class CoTeachingPlus(SmallLossMethod):
     loss_input: str = "softmax"  # code: CE of softmax outputs; 'logits': paper
 
     def __post_init__(self) -> None:
-        check_common(self, "Co-teaching+")
+        check_small_loss_fields(self, "Co-teaching+")
         if self.init_epoch is not None and (isinstance(self.init_epoch, bool) or self.init_epoch < 0):
             raise ConfigError(f"Co-teaching+ init_epoch must be an integer ≥ 0; got {self.init_epoch!r}")
         if self.loss_input not in LOSS_INPUTS:

@@ -9,7 +9,7 @@ import numpy as np
 from nlbench.engine.method_api import CellContext, Method, register_method
 from nlbench.engine.network_pair import NetworkPair
 from nlbench.engine.selection import GMMFit, fit_loss_gmm
-from nlbench.engine.semisup import check_unit_interval, scaled_schedule
+from nlbench.engine.semisup import check_semisup_fields, check_unit_interval, resolve_schedule
 from nlbench.engine.train import Fit, per_sample_ce
 from nlbench.errors import ConfigError
 
@@ -137,7 +137,7 @@ class DivideMix(Method):
     def __post_init__(self) -> None:
         if self.p_threshold is not None:
             check_unit_interval("p_threshold", self.p_threshold, "DivideMix")
-        _validate_common(self, "DivideMix")
+        check_semisup_fields(self, "DivideMix")
 
     def setting(self, ctx: CellContext) -> tuple[float, float, str]:
         """(λ_u, τ, source) of a run: the fields where given, else the published setting nearest the cell."""
@@ -202,46 +202,3 @@ class DivideMix(Method):
                           "confidence_penalty": penalty, "loss_window": window, "labelled_sizes": labelled_sizes,
                           "p_threshold": p_threshold, "setting": source, "gmm_fits": gmm_fits})
         return fit
-
-
-def _validate_common(method, name: str) -> None:
-    """Ranges shared by DivideMix and UNICON."""
-    if method.T <= 0:
-        raise ConfigError(f"{name} T must be > 0; got {method.T}")
-    if method.alpha <= 0:
-        raise ConfigError(f"{name} alpha must be > 0; got {method.alpha}")
-    if method.lambda_u is not None and method.lambda_u < 0:
-        raise ConfigError(f"{name} lambda_u must be ≥ 0; got {method.lambda_u}")
-    if method.views < 1:
-        raise ConfigError(f"{name} views (K) must be ≥ 1; got {method.views}")
-    if method.epochs is not None and method.epochs < 1:
-        raise ConfigError(f"{name} epochs must be ≥ 1; got {method.epochs}")
-    if method.warmup_epochs is not None and method.warmup_epochs < 0:
-        raise ConfigError(f"{name} warmup_epochs must be ≥ 0; got {method.warmup_epochs}")
-    if method.warmup_epochs is not None and method.epochs is not None and method.warmup_epochs >= method.epochs:
-        raise ConfigError(f"{name} warmup_epochs ({method.warmup_epochs}) must be < epochs ({method.epochs})")
-    if method.rampup_epochs is not None and method.rampup_epochs < 0:
-        raise ConfigError(f"{name} rampup_epochs must be ≥ 0; got {method.rampup_epochs}")
-    if getattr(method, "loss_window", None) is not None and method.loss_window < 1:
-        raise ConfigError(f"{name} loss_window must be ≥ 1; got {method.loss_window}")
-
-
-def resolve_schedule(method, ctx: CellContext, ref_epochs: int, ref_warmup: int, ref_rampup: float, name: str,
-                     *, lambda_u: float | None = None) -> tuple[int, int, float, float, bool]:
-    """(epochs, warm-up epochs, ramp epochs, λ_u, confidence penalty) of a run, defaults resolved.
-
-    λ_u: the method's field, else ``lambda_u`` (a setting the method resolved itself)."""
-    cfg, mode = ctx.engine.config, ctx.mode
-    epochs = method.epochs or (cfg.lp_epochs if mode == "lp" else cfg.fft_epochs)
-    warmup, rampup = scaled_schedule(epochs, ref_epochs=ref_epochs, ref_warmup=ref_warmup, ref_rampup=ref_rampup,
-                                     warmup=method.warmup_epochs, rampup=method.rampup_epochs)
-    noise = ctx.noise
-    lambda_u = method.lambda_u if method.lambda_u is not None else lambda_u
-    if lambda_u is None:
-        raise ConfigError(f"{name}: lambda_u must be given")
-    penalty = method.confidence_penalty
-    if penalty is None:
-        penalty = noise is not None and noise.model == "asym"
-    if warmup >= epochs:
-        ctx.log(f"{name}: warm-up takes all {epochs} epochs; no semi-supervised epoch runs")
-    return epochs, warmup, rampup, float(lambda_u), bool(penalty)

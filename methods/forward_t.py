@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nlbench.engine.losses import cross_entropy
 from nlbench.engine.method_api import CellContext, Method, register_method
 from nlbench.engine.train import Fit
 from nlbench.engine.transition import anchor_transition, transition_error
 from nlbench.errors import ConfigError
-from nlbench.methods.ce import cross_entropy
 
 # Keras's epsilon: the code clips the prediction to [ε, 1 − ε] before multiplying by T (loss.py 27-29).
 _EPSILON = 1e-7

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nlbench.engine.method_api import CellContext, register_method
-from nlbench.engine.small_loss import jocor_loss, small_loss_indices
+from nlbench.engine.small_loss import (
+    SmallLossMethod,
+    SmallLossRun,
+    check_small_loss_fields,
+    jocor_loss,
+    small_loss_indices,
+)
 from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.methods.coteaching import SmallLossMethod, SmallLossRun, check_common
 
 _README = "github.com/hongxin001/JoCoR README ('About Lambda')"
 # λ per (CIFAR, nominal rate) from the authors' README: CIFAR-10 0.9 at 20 %, 50 % and asym 40 %, 0.65 at
@@ -53,7 +58,7 @@ class JoCoR(SmallLossMethod):
     co_lambda: float | None = None  # None: README per setting (CIFAR-10 0.9 / 0.65 at 80 %, CIFAR-100 0.85)
 
     def __post_init__(self) -> None:
-        check_common(self, "JoCoR")
+        check_small_loss_fields(self, "JoCoR")
         if self.co_lambda is not None and not 0.0 <= self.co_lambda <= 1.0:
             raise ConfigError(f"JoCoR co_lambda must lie in [0, 1]; got {self.co_lambda}")
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nlbench.engine.losses import CODE_LOG_ZERO, check_weights, resolve_weights, reverse_cross_entropy
 from nlbench.engine.method_api import CellContext, LossMethod, register_method
 from nlbench.engine.train import Fit
-from nlbench.methods.sce import CODE_LOG_ZERO, check_weights, resolve_weights, reverse_cross_entropy
 
 
 def normalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ class NCERCE(LossMethod):
 
     α, β default to the official config of the cell's CIFAR family (``NCE_RCE_SETTINGS``): CIFAR-10
     α 1, β 1; CIFAR-100 α 10, β 0.1; another dataset takes the CIFAR nearer in class count
-    (``nlbench.methods.sce.cifar_family``). The record keeps the values used.
+    (``nlbench.engine.losses.cifar_family``). The record keeps the values used.
     """
 
     alpha: float | None = None  # None: NCE_RCE_SETTINGS (APL configs: 1.0 CIFAR-10, 10.0 CIFAR-100)

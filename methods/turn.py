@@ -6,13 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nlbench.engine.losses import GCELoss, cross_entropy
 from nlbench.engine.method_api import CellContext, Method, register_method
-from nlbench.engine.selection import balanced_subset, gmm_select, require_cleanlab, select_clean
+from nlbench.engine.selection import balanced_subset, cl_select, gmm_select, require_cleanlab, select_clean
 from nlbench.engine.train import Fit, per_sample_ce
 from nlbench.errors import ConfigError
-from nlbench.methods.ce import cross_entropy
-from nlbench.methods.cl import cl_select
-from nlbench.methods.gce import GCELoss
 
 
 @register_method("turn", modes=("lp-fft",), label="TURN", order=70, paper_name="TURN",

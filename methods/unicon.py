@@ -18,10 +18,9 @@ from nlbench.engine.selection import (
     unicon_selection_ratio,
     uniform_selection,
 )
-from nlbench.engine.semisup import check_unit_interval
+from nlbench.engine.semisup import check_semisup_fields, check_unit_interval, resolve_schedule
 from nlbench.engine.train import Fit
 from nlbench.errors import ConfigError
-from nlbench.methods.dividemix import _validate_common, resolve_schedule
 
 # Reference schedule (CIFAR-100, from scratch): 350 epochs with a 30-epoch warm-up; λ_u ramp 16 epochs.
 REF_EPOCHS, REF_WARMUP, REF_RAMPUP = 350, 30, 16
@@ -97,7 +96,7 @@ class UNICON(Method):
         if self.weight_rule not in UNICON_WEIGHT_RULES:
             raise ConfigError(f"unknown UNICON weight_rule {self.weight_rule!r}; expected one of: "
                               f"{', '.join(UNICON_WEIGHT_RULES)}")
-        _validate_common(self, "UNICON")
+        check_semisup_fields(self, "UNICON")
 
     def select(self, pair: NetworkPair) -> tuple[np.ndarray, np.ndarray, float]:
         """(labelled indices, JSD of every training sample, selection ratio) from both networks' mean

@@ -1,4 +1,6 @@
-"""Atomic file writes: a temporary file in the target's folder, flushed, fsynced, renamed over the target.
+"""Atomic file writes: a temporary file in the target's folder, flushed, fsynced, renamed over the target;
+and ``hash_file``, the one function that hashes a file's bytes (weights identities, checkpoints, config
+hashes, dataset checksums all call it).
 
 Readers see the old file or the new one, never half of one; a failed write leaves no temporary file.
 Records, feature arrays, labels, checkpoints and tables are all written this way. The file gets the mode
@@ -15,11 +17,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from nlbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Errors that mean "the disk is full"; the CLI names them in one line.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -93,11 +96,26 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, sha25
     return guard.hasher.hexdigest() if guard.hasher is not None else None
 
 
+def hash_file(file: str | Path | BinaryIO, hasher: Any = None) -> Any:
+    """Feed the bytes of ``file`` (a path, or a binary file open for reading, read from where it stands) to
+    ``hasher`` (a ``hashlib`` object; a new sha256 when None), streamed in 16 MiB blocks so a file of any size
+    (a checkpoint of GBs) needs little memory, and return it: ``hash_file(p).hexdigest()`` is the file's sha256."""
+    hasher = hashlib.sha256() if hasher is None else hasher
+    if not isinstance(file, str | os.PathLike):
+        while block := file.read(1 << 24):
+            hasher.update(block)
+        return hasher
+    with open(file, "rb") as f:
+        return hash_file(f, hasher)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    import numpy as np  # numpy for this writer only: `nlbench --help` loads this module
+
     atomic_write(path, lambda f: np.save(f, array))
 
 

@@ -1,9 +1,11 @@
 """Name → object registries for methods, backbones, noise models and datasets.
 
-One small type serves all four: ``@BACKBONES.register("vit_b16", feature_dim=768)`` on a class or function
-records it under a name with a one-line description (its docstring's first line), the distribution it
-comes from, and any metadata the kind needs. Registering a name twice raises; an unknown name raises with
-the valid ones.
+One small type serves all four: ``REGISTRY.register(name, **meta)`` on a class or function records it under
+a name with a description (its docstring's summary: the first paragraph, however many lines it wraps over),
+the distribution it comes from, and any metadata the kind needs. Registering a name twice raises; an
+unknown name raises with the valid ones. Each kind registers through one function that checks its facts:
+``register_method`` (``nlbench.engine.method_api``), ``register_backbone`` (``nlbench.backbones``),
+``register_dataset`` and ``register_noise`` (here).
 
 Entries come from nlbench's own modules and from plug-ins: any installed distribution can declare
 entry points in the groups ``nlbench.methods``, ``nlbench.backbones``, ``nlbench.datasets`` and
@@ -14,6 +16,8 @@ decorators register its entries. A plug-in that fails to import is one ConfigErr
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -34,8 +38,11 @@ class Entry(Generic[T]):
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0].strip() if (doc or "").strip() else ""
+def docstring_summary(doc: str | None) -> str:
+    """The summary of a docstring: its first paragraph (up to the first blank line) on one line. A summary
+    that wraps over several lines is kept whole, not cut at the end of its first line."""
+    paragraph = re.split(r"\n[ \t]*\n", inspect.cleandoc(doc or ""), maxsplit=1)[0]
+    return " ".join(paragraph.split())
 
 
 class Registry(Generic[T]):
@@ -58,7 +65,7 @@ class Registry(Generic[T]):
         if name in self._entries:
             first = self._entries[name].meta.get("distribution", "nlbench")
             raise ConfigError(f"{self.kind} {name!r} is registered twice (by {first} and by {_distribution})")
-        desc = description if description is not None else _first_line(getattr(obj, "__doc__", None))
+        desc = description if description is not None else docstring_summary(getattr(obj, "__doc__", None))
         self._entries[name] = Entry(name, obj, desc, {**meta, "distribution": _distribution})
 
     def entry(self, name: str) -> Entry[T]:
@@ -135,16 +142,83 @@ def load_plugins() -> None:
             _distribution = "nlbench"
 
 
-def register_backbone(name: str, **meta: Any) -> Callable:
-    """Register a backbone factory (``meta``: source, checkpoint, feature_dim, licence)."""
-    return BACKBONES.register(name, **meta)
-
-
 def register_noise(name: str, **meta: Any) -> Callable:
     """Register a noise model."""
     return NOISE.register(name, **meta)
 
 
-def register_dataset(name: str, **meta: Any) -> Callable:
-    """Register a dataset loader."""
-    return DATASETS.register(name, **meta)
+SplitSizes = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a dataset's registration declares, read without loading it (the dry run's cost estimate).
+
+    sizes: (train, val, test) images at the loader's default options, None where they depend on the user's
+    files; variant_sizes: the same per named variant (``dataset_options.variant``) whose sizes differ;
+    in_memory: the loader returns images as arrays (held on the device as one uint8 tensor,
+    ``nlbench.engine.images.TensorImages``) rather than paths; real_noise_rate: the estimated share of wrong
+    training labels of a real-noise dataset (its default label set), None for a dataset with clean labels
+    or an unknown rate.
+    """
+
+    name: str
+    sizes: SplitSizes | None = None
+    variant_sizes: dict[str, SplitSizes] = field(default_factory=dict)
+    in_memory: bool = False
+    real_noise_rate: float | None = None
+
+    def sizes_for(self, variant: str | None = None) -> SplitSizes | None:
+        """(train, val, test) of ``variant`` (the default sizes for None, 'full' or a variant not listed)."""
+        return self.variant_sizes.get(variant, self.sizes) if variant is not None else self.sizes
+
+
+def _as_tuple(sizes: Any) -> Any:
+    return tuple(sizes) if isinstance(sizes, list) else sizes
+
+
+def _split_sizes_problem(what: str, sizes: Any) -> str | None:
+    ok = (isinstance(sizes, tuple) and len(sizes) == 3 and all(isinstance(n, int) and not isinstance(n, bool)
+                                                               and n >= 0 for n in sizes) and sizes[0] > 0)
+    return None if ok else f"{what} must be (train, val, test) image counts, train > 0; got {sizes!r}"
+
+
+def _dataset_facts(name: str, meta: dict[str, Any]) -> DatasetFacts:
+    """Check a dataset registration's facts and build them; ConfigError naming the dataset otherwise."""
+    sizes, variants = _as_tuple(meta.get("sizes")), meta.get("variant_sizes") or {}
+    if isinstance(variants, dict):
+        variants = {v: _as_tuple(n) for v, n in variants.items()}
+    in_memory, rate = meta.get("in_memory", False), meta.get("real_noise_rate")
+    problems = []
+    if sizes is not None:
+        problems.append(_split_sizes_problem("sizes", sizes))
+    if not isinstance(variants, dict):
+        problems.append(f"variant_sizes must map a variant name to (train, val, test); got {variants!r}")
+    else:
+        problems += [_split_sizes_problem(f"variant_sizes[{v!r}]", n) for v, n in variants.items()]
+    if not isinstance(in_memory, bool):
+        problems.append(f"in_memory must be True or False; got {in_memory!r}")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1):
+        problems.append(f"real_noise_rate must be a number in [0, 1) or None; got {rate!r}")
+    problems = [p for p in problems if p]
+    if problems:
+        raise ConfigError(f"dataset {name!r}: {'; '.join(problems)}")
+    return DatasetFacts(name, sizes, dict(variants), in_memory, None if rate is None else float(rate))
+
+
+def register_dataset(name: str, *, sizes: SplitSizes | None = None, variant_sizes: dict[str, SplitSizes] | None = None,
+                     in_memory: bool = False, real_noise_rate: float | None = None, **meta: Any) -> Callable:
+    """Register a dataset loader ``(**options) -> Dataset`` with its facts, checked now (``DatasetFacts``:
+    sizes, variant_sizes, in_memory, real_noise_rate) and its other metadata (source, classes, licence,
+    prepare). A malformed fact raises ConfigError naming the dataset."""
+    facts = {"sizes": sizes, "variant_sizes": variant_sizes or {}, "in_memory": in_memory,
+             "real_noise_rate": real_noise_rate}
+    _dataset_facts(name, facts)
+    return DATASETS.register(name, **facts, **meta)
+
+
+def dataset_facts(name: str) -> DatasetFacts | None:
+    """The declared facts of registered dataset ``name``; None for a name that is not registered."""
+    if name not in DATASETS:
+        return None
+    return _dataset_facts(name, DATASETS.entry(name).meta)

@@ -7,6 +7,7 @@ Hugging Face ViTMSNModel state dict) and, for the offline path, in the Hugging F
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import open_clip
@@ -16,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from nlbench.backbones import create_backbone
+from nlbench.backbones import create_backbone, timm_data_config, weights_identity
+from nlbench.backbones.clip import _pair, build_tower, tag_config
 from nlbench.backbones.msn import MSN_CFG, hf_to_timm, timm_to_hf
 from nlbench.cli.main import main
 from nlbench.errors import ConfigError
@@ -99,6 +101,24 @@ def test_preprocessing_follows_the_checkpoint(name, tag, mean, std, interpolatio
     assert backbone.interpolation == interpolation
 
 
+@pytest.mark.parametrize(("name", "tag"), [
+    ("vit_b16", None), ("mae_vit_b16", None), ("msn_vit_b16", None), ("convnext_t", None), ("resnet50", None),
+    ("resnet50", "a1_in1k"), ("efficientnet_lite0", None), ("clip_vit_b16", None),
+])
+def test_declared_preprocessing_is_the_librarys_own(name, tag):
+    """Builds take their preprocessing from the declared facts (``Backbone.from_facts``); the facts must be
+    what the library states for the built model: timm's ``resolve_data_config``, open_clip's preprocess config."""
+    backbone = create_backbone(name, pretrained=False, tag=tag)
+    if name == "clip_vit_b16":
+        _, cfg = build_tower(*tag_config(tag))
+        library = {"input_size": _pair(cfg["size"]), "mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]),
+                   "interpolation": cfg["interpolation"]}
+    else:
+        library = timm_data_config(backbone.model)
+    assert (backbone.input_size, backbone.mean, backbone.std, backbone.interpolation) == (
+        library["input_size"], library["mean"], library["std"], library["interpolation"])
+
+
 def test_conv_nets_run_channels_last_and_vits_use_fused_attention():
     assert create_backbone("convnext_t", pretrained=False).channels_last
     assert create_backbone("resnet50", pretrained=False).channels_last
@@ -130,7 +150,9 @@ def test_local_checkpoint_gives_identical_outputs(tmp_path, name, suffix):
     state = {k: v.contiguous() for k, v in source.model.state_dict().items()}
     save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
     loaded = create_backbone(name, weights=str(path))
-    assert loaded.weights_id.startswith("file:") and loaded.weights_files in ((str(path),), ())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert loaded.weights_id == f"file:{digest}" == weights_identity(name, None, path)  # the feature cache's key
+    assert loaded.weights_files == (str(path),)
     x = torch.randn(1, 3, 64, 64)
     # ``loaded`` was built with fresh random weights before the file was read: equal outputs mean the load worked.
     assert torch.equal(features(source, x), features(loaded, x))

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from test_dividemix import tiny_context, tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
 
-from nlbench.engine.selection import confident_clean, select_clean
+from nlbench.engine.selection import confident_clean, out_of_fold_probs, select_clean
 from nlbench.errors import ConfigError
 from nlbench.methods import build_method
-from nlbench.methods.cl import out_of_fold_probs
 from nlbench.run.cell import run_cell
 from nlbench.run.grids import expand, load_grid
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from nlbench.cli.main import main
+from nlbench.datasets import load_dataset
 from nlbench.engine.compile import compile_pays, measured_cost
+from nlbench.errors import DataNotFound
+from nlbench.registry import DATASETS, dataset_facts, register_dataset
 from nlbench.run.costs import ASSUMPTIONS, estimate_gpu_hours
 from nlbench.run.grids import CellSpec, expand, load_grid
 
@@ -128,6 +134,56 @@ def test_real_noise_subset_and_dataset_sizes():
     # A dataset option train_size wins over the table.
     small = cell(dataset="clothing1m", noise="none", rate=0.0, options={"train_size": 100_000})
     assert estimate_gpu_hours([small]).total_hours == pytest.approx((1_000_000 / 2448 + 10 * 24_839 / 8835) / 3600)
+
+
+@pytest.fixture
+def scratch_datasets(monkeypatch):
+    """The dataset registry as shipped, restored after the test: a test may register its own datasets."""
+    DATASETS.names()  # the built-in entries are in before the registry is copied
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
+
+
+def _toy_loader(**options):
+    """Toy dataset of this test (its files are never there)."""
+    raise DataNotFound("dataset 'toy_facts' needs its files (a test dataset: it has none)")
+
+
+def test_a_dataset_registered_with_its_facts_is_sized_in_the_dry_run(scratch_datasets, write_grid, capsys):
+    fft = cell("resnet50", dataset="toy_facts")
+    turn = cell("resnet50", mode="lp-fft", method="turn", dataset="toy_facts", noise="none", rate=0.0,
+                params={"fft_epochs": 5})
+    assert estimate_gpu_hours([fft]).missing_datasets == ["toy_facts"]  # not registered yet
+    register_dataset("toy_facts", sizes=(10_000, 1_000, 2_000), in_memory=True, real_noise_rate=0.25)(_toy_loader)
+    est = estimate_gpu_hours([fft, turn])
+    assert not est.missing_datasets and "unknown dataset size" not in est.format()
+    # FFT: 10 epochs × 10,000 at ResNet-50's 3,706 img/s + 10 × (1,000 + 2,000) eval at 13,152 img/s + the
+    # in-memory pipeline; TURN: 5 epochs over 1 − 0.25 of the training set, and one feature pass (13,000).
+    pipe = 0.34e-3 / 128
+    seconds = (100_000 / 3706 + 30_000 / 13152 + 100_000 * pipe) \
+        + (37_500 / 3706 + 15_000 / 13152 + 37_500 * pipe) + 13_000 / 13152
+    assert est.total_hours == pytest.approx(seconds / 3600)
+    # The same through the command line's dry run.
+    grid = write_grid(datasets=["toy_facts"], backbones=["resnet50"], noise=[{"model": "sym", "rate": 0.6}],
+                      methods=[{"method": "ce", "mode": "fft"}], train={"input_size": 224, "fft_epochs": 10,
+                                                                         "compile": False, "fft_batch_size": 128})
+    assert main(["run", "--grid", grid, "--dry-run", "--results", str(Path(grid).parent / "runs")]) == 0
+    out = capsys.readouterr().out
+    expected = (100_000 / 3706 + 30_000 / 13152 + 100_000 * pipe) / 3600
+    assert f"resnet50  {expected:7.2f} h  (1 FFT + 0 LP-FFT cells: 100.0k train img, 30.0k eval img" in out
+    assert "unknown dataset size" not in out
+
+
+def test_dataset_facts_match_the_loader_they_describe():
+    """digits loads here: its declared sizes and in-memory flag are what the loader gives."""
+    digits = load_dataset("digits")
+    facts = dataset_facts("digits")
+    assert facts.sizes == (len(digits.train), len(digits.val), len(digits.test)) == (1_257, 180, 360)
+    assert facts.in_memory == (digits.train.images is not None) is True
+    assert facts.real_noise_rate is None and not digits.real_noise
+    assert dataset_facts("webvision").sizes_for("mini") == (63_500, 2_500, 2_500)
+    assert dataset_facts("webvision").sizes_for("full") == dataset_facts("webvision").sizes
+    assert dataset_facts("folder").sizes is None and not dataset_facts("folder").in_memory
+    assert dataset_facts("nope") is None
 
 
 def test_unknown_datasets_and_backbones_are_reported_not_counted():

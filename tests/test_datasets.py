@@ -17,7 +17,15 @@ from nlbench.datasets.cifar import CIFAR100_COARSE
 from nlbench.datasets.fashion_mnist import DEBIAN_DIR
 from nlbench.datasets.files import PathImages, load_image
 from nlbench.errors import ConfigError
-from nlbench.registry import DATASETS
+from nlbench.registry import DATASETS, dataset_facts
+
+
+def assert_facts_describe(d) -> None:
+    """The facts the dataset's registration declares (read by the dry run) agree with what its loader gave:
+    held in memory exactly when the loader returns image arrays; a real-noise rate only for real noise."""
+    facts = dataset_facts(d.name)
+    assert facts.in_memory == (d.train.images is not None), d.name
+    assert facts.real_noise_rate is None or d.real_noise, d.name
 
 
 # ------------------------------------------------------------------ CIFAR (python pickle batches)
@@ -75,6 +83,7 @@ def test_cifar10_loads_pickle_batches_with_a_stratified_holdout(tmp_path):
             assert lookup[img.tobytes()] == y
     assert np.array_equal(d.test.images, raw["tx"]) and d.test.labels.tolist() == raw["ty"].tolist()
     assert d.class_names[9] == "truck" and not d.real_noise
+    assert_facts_describe(d)
     # The same files and options give the same identity; another split seed another one.
     assert d.identity == load_dataset("cifar10", root=str(tmp_path / "cifar-10-batches-py"), val_size=20).identity
     assert d.identity != load_dataset("cifar10", root=str(tmp_path), val_size=20, split_seed=1).identity
@@ -129,6 +138,7 @@ def test_cifar10n_reads_human_labels_and_checks_the_order(tmp_path):
         warnings.simplefilter("always")
         d = load_dataset("cifar10n", root=str(tmp_path), val_size=20)
     assert d.real_noise and d.identity["label_set"] == "worse_label"
+    assert_facts_describe(d)
     # Train holds clean and human labels of the same images: the noisy ones are the file's, reordered alike.
     lookup = {raw["x"][i].tobytes(): i for i in range(100)}
     idx = [lookup[img.tobytes()] for img in d.train.images]
@@ -188,6 +198,7 @@ def test_fashion_mnist_reads_idx_files_plain_and_gzipped(tmp_path):
     lookup = {raw["x"][i].tobytes(): raw["y"][i] for i in range(60)}
     assert all(lookup[img[..., 0].tobytes()] == y for img, y in zip(d.train.images, d.train.labels, strict=True))
     assert d.class_names[0] == "T-shirt/top"
+    assert_facts_describe(d)
 
 
 def test_fashion_mnist_truncated_and_mismatched_files(tmp_path):
@@ -208,7 +219,7 @@ def test_fashion_mnist_truncated_and_mismatched_files(tmp_path):
                     reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_full_debian_copy():
     d = load_dataset("fashion_mnist")
-    assert (len(d.train), len(d.val), len(d.test)) == (57_000, 3_000, 10_000)
+    assert (len(d.train), len(d.val), len(d.test)) == (57_000, 3_000, 10_000) == dataset_facts(d.name).sizes
     assert np.bincount(d.test.labels).tolist() == [1000] * 10  # the published test set is balanced
     assert np.bincount(d.val.labels).tolist() == [300] * 10
     prepare = DATASETS.entry("fashion_mnist").meta["prepare"]
@@ -268,6 +279,7 @@ def test_clothing1m_reads_annotation_files(tmp_path, annotations_dir):
     d = load_dataset("clothing1m", root=str(tmp_path))
     assert (d.num_classes, len(d.train), len(d.val), len(d.test)) == (14, 28, 6, 5)
     assert d.real_noise and d.train.labels is None
+    assert_facts_describe(d)
     assert d.train.paths[5] == str(tmp_path / fx["keys"]["train"][5])
     assert d.train.noisy_labels.tolist() == [fx["noisy"][k] for k in fx["keys"]["train"]]
     assert d.test.labels.tolist() == [fx["clean"][k] for k in fx["keys"]["test"]]
@@ -312,6 +324,7 @@ def test_webvision_full_and_mini_variants(tmp_path):
     full = load_dataset("webvision", root=str(tmp_path), val_size=2)
     assert full.num_classes == 1000 and len(full.train) + len(full.val) == 26 and len(full.test) == 6
     assert full.real_noise and full.train.labels is None
+    assert_facts_describe(full)
     assert full.test.paths[0] == str(tmp_path / "val_images_256" / "val000000.jpg")
     mini = load_dataset("webvision", root=str(tmp_path), variant="mini", val_size=2)
     # First 50 classes of the Google list: classes 0, 1, 49 (4 images each); Flickr and classes ≥ 50 dropped.
@@ -350,6 +363,7 @@ def test_folder_dataset_with_noisy_train_labels(tmp_path):
                 write_image(tmp_path / part / cls / f"{i}.png", (i, 0, 0), size=(6, 6), fmt="PNG")
     d = load_dataset("folder", root=str(tmp_path), val_size=2)
     assert d.class_names == ["cat", "dog"] and d.real_noise
+    assert_facts_describe(d)
     assert (len(d.train), len(d.val), len(d.test)) == (6, 2, 2)
     assert d.train.labels is None and d.val.labels is None and d.test.labels.tolist() == [0, 1]
     clean = load_dataset("folder", root=str(tmp_path), val_size=2, labels="clean")

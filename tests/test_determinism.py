@@ -18,9 +18,9 @@ from torch import nn
 
 from nlbench.backbones import Backbone
 from nlbench.engine.images import TensorImages
-from nlbench.engine.train import TrainConfig, num_train_batches, training_batches
+from nlbench.engine.losses import cross_entropy
+from nlbench.engine.train import num_train_batches, training_batches
 from nlbench.errors import ConfigError
-from nlbench.methods.ce import cross_entropy
 from nlbench.run.cell import run_cell
 from nlbench.run.grids import expand, load_grid
 from nlbench.run.records import record_path
@@ -92,12 +92,18 @@ def test_without_threads_the_record_states_the_process_thread_count(write_grid, 
     assert record["determinism"]["threads_pinned"] is False and record["determinism"]["device"] == "cpu"
 
 
-@pytest.mark.parametrize("bad", [0, -2, "2", True, 1.5])
-def test_bad_thread_counts_are_refused(bad) -> None:
-    with pytest.raises(ConfigError, match="threads must be an integer ≥ 1"):
-        TrainConfig.from_dict({"threads": bad})
-    with pytest.raises(ConfigError, match="deterministic must be true or false"):
-        TrainConfig.from_dict({"deterministic": "yes"})
+@pytest.mark.parametrize(("bad", "rule"), [(0, "greater than or equal to 1"), (-2, "greater than or equal to 1"),
+                                           ("2", "a valid integer"), (True, "a valid integer"),
+                                           (1.5, "a valid integer")])
+def test_bad_thread_counts_are_refused(bad, rule) -> None:
+    from nlbench.run.schema import check_train  # the one check of [train] values
+
+    with pytest.raises(ConfigError) as caught:
+        check_train({"threads": bad})
+    assert str(caught.value) == f"[train]: threads = {bad!r}: input should be {rule}"
+    with pytest.raises(ConfigError) as caught:
+        check_train({"deterministic": "yes"})
+    assert str(caught.value) == "[train]: deterministic = 'yes': input should be a valid boolean"
 
 
 @pytest.mark.parametrize(("n", "batch", "sizes"), [(65, 32, [32, 33]), (64, 32, [32, 32]), (66, 32, [32, 32, 2]),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from nlbench.engine.losses import GCELoss
 from nlbench.engine.selection import (
     DIVIDEMIX_EM,
     fit_loss_gmm,
@@ -37,7 +38,6 @@ from nlbench.engine.semisup import (
 )
 from nlbench.methods.dividemix import DIVIDEMIX_SETTINGS, published_setting
 from nlbench.methods.elr import ELRLoss
-from nlbench.methods.gce import GCELoss
 from nlbench.noise import apply_noise, asym_targets, flip_distribution, instance_inputs
 
 

@@ -299,11 +299,11 @@ def test_rates_outside_the_unit_interval_are_one_line(rate, tmp_path):
 def test_a_grid_built_in_code_gets_the_same_rate_check():
     raw = {**copy.deepcopy(VALID), "noise": [{"model": "sym", "rate": 1.5}]}
     with pytest.raises(ConfigError, match=r"^noise rate 1.5 of 'sym' is outside \[0, 1\]$"):
-        expand(Grid(name="g", description="", layout="table1", raw=raw, source="code"))
+        Grid.from_table(raw, name="g")
 
 
 def test_the_rate_range_is_checked_in_one_place_only():
     # grids.expand, noise.apply_noise and `noise audit --rate` each checked it once; now the schema does.
     package = Path(__file__).parent.parent / "nlbench"
     checks = [p.name for p in package.rglob("*.py") if "is outside [0, 1]" in p.read_text()]
-    assert checks == ["grid_schema.py"]
+    assert checks == ["schema.py"]

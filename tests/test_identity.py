@@ -11,15 +11,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 import nlbench.backbones
-from nlbench.backbones import Preprocessing, backbone_ref, create_backbone, forward_gflops, register_backbone
+from nlbench.backbones import (
+    Backbone,
+    Preprocessing,
+    backbone_ref,
+    create_backbone,
+    forward_gflops,
+    register_backbone,
+    weights_identity,
+)
 from nlbench.datasets import load_dataset
 from nlbench.datasets.files import decoder_identity
 from nlbench.engine import identity
@@ -68,6 +78,10 @@ def test_weights_identity_is_resolved_never_published_default(tmp_path):
         identity.weights_identity("resnet50", "nope")
     with pytest.raises(ConfigError, match="one checkpoint"):
         identity.weights_identity("msn_vit_b16", "x")
+    assert weights_identity("resnet50", pretrained=False) == "random"
+    # One function spells the identity: the feature cache's (here) is the one every backbone build reports
+    # (tests/test_backbones.py builds each backbone from a local file and compares).
+    assert identity.weights_identity is weights_identity
 
 
 def test_the_key_holds_the_full_preprocessing_written_out(digits):
@@ -162,13 +176,23 @@ def test_facts_are_checked_when_a_backbone_registers():
 def test_a_build_that_contradicts_its_facts_is_refused(monkeypatch):
     entry = BACKBONES.entry("efficientnet_lite0")
     monkeypatch.setitem(entry.meta, "feature_dim", 1000)
-    with pytest.raises(ConfigError, match=r"declares feature_dim 1000, the model gives 1280"):
+    with pytest.raises(ConfigError, match=r"efficientnet\.py\) declares feature_dim 1000, the model gives features "
+                                          r"of shape \(1, 1280\)"):
         create_backbone("efficientnet_lite0", pretrained=False)
-    monkeypatch.setitem(entry.meta, "feature_dim", 1280)
-    monkeypatch.setitem(entry.meta, "preprocessing", dataclasses.replace(entry.meta["preprocessing"],
-                                                                        interpolation="bilinear"))
+    # A factory that fills the Backbone itself instead of Backbone.from_facts is checked by create_backbone.
+    declared = Preprocessing((8, 8), (0.5,) * 3, (0.25,) * 3, "bilinear")
+
+    def own_preprocessing(*, pretrained=True, weights=None, tag=None):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(4))
+        return Backbone(name="contradicting", model=model, feature_dim=4, input_size=(8, 8), mean=(0.5,) * 3,
+                        std=(0.25,) * 3, interpolation="bicubic", weights_id="random:contradicting")
+
+    BACKBONES.names()  # the built-in entries are in before the registry is copied
+    monkeypatch.setattr(BACKBONES, "_entries", dict(BACKBONES._entries))  # restored after the test
+    register_backbone("contradicting", source="tests", checkpoint="-", feature_dim=4, licence="-",
+                      preprocessing=declared, weights="random:contradicting")(own_preprocessing)
     with pytest.raises(ConfigError, match="declares preprocessing .*bilinear.*the model uses .*bicubic"):
-        create_backbone("efficientnet_lite0", pretrained=False)
+        create_backbone("contradicting", pretrained=False)
 
 
 def test_backbone_without_measured_cost_is_estimated_from_counted_flops():
@@ -215,12 +239,14 @@ def test_declared_gflops_are_used_without_building(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_backbone_file_written_as_readme_says_is_listed_and_runs(tmp_path, write_grid):
-    """README's "Adding a backbone" file, written into this checkout's backbones/ folder under a unique name,
+def test_a_backbone_file_written_as_contributing_says_is_listed_and_runs(tmp_path, write_grid):
+    """CONTRIBUTING.md's "Add a backbone" file, written into this checkout's backbones/ folder under a unique name,
     is listed by `nlbench list backbones`, estimated by the dry run and runs an LP cell, with no other edit."""
-    readme = (TESTS.parent / "README.md").read_text()
-    section = readme.split("### Adding a backbone", 1)[1].split("\n## ", 1)[0]
-    source = section.split("```python\n", 1)[1].split("```", 1)[0]
+    guide = (TESTS.parent / "CONTRIBUTING.md").read_text()
+    block = re.search(r"<!-- backbone-example:start -->\n```python\n(.*?)```\n<!-- backbone-example:end -->",
+                      guide, re.S)
+    assert block is not None, "CONTRIBUTING.md lost its backbone example"
+    source = block.group(1)
     assert '@register_backbone(\n    "my_cnn"' in source
     name = f"readme_cnn_{os.getpid()}_{abs(hash(str(tmp_path))) % 10**8}"
     folder = Path(nlbench.backbones.__file__).parent

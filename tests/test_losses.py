@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 
+from nlbench.engine.losses import GCELoss, cross_entropy
 from nlbench.errors import ConfigError
-from nlbench.methods.ce import cross_entropy
 from nlbench.methods.elr import ELRLoss
-from nlbench.methods.gce import GCELoss
 
 # logits (0, ln 3) give p = (1/4, 3/4)
 LOGITS = torch.tensor([[0.0, math.log(3.0)]])

@@ -11,19 +11,13 @@ import torch
 import torch.nn.functional as F
 from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
+from nlbench.engine.losses import CODE_LOG_ZERO, cifar_family, resolve_weights, reverse_cross_entropy
 from nlbench.engine.transition import anchor_points, anchor_transition, transition_error
 from nlbench.errors import ConfigError
 from nlbench.methods import CellContext, build_method
 from nlbench.methods.forward_t import ForwardCorrectedLoss, ForwardT
 from nlbench.methods.nce_rce import NCE_RCE_SETTINGS, NCERCELoss, normalized_cross_entropy
-from nlbench.methods.sce import (
-    CODE_LOG_ZERO,
-    SCE_SETTINGS,
-    SCELoss,
-    cifar_family,
-    resolve_weights,
-    reverse_cross_entropy,
-)
+from nlbench.methods.sce import SCE_SETTINGS, SCELoss
 
 # logits (0, ln 3) give p = (1/4, 3/4)
 LOGITS = torch.tensor([[0.0, math.log(3.0)]])

@@ -14,13 +14,13 @@ from nlbench.datasets.cifar import CIFAR100_COARSE, CIFAR100_SUPERCLASSES
 from nlbench.errors import ConfigError
 from nlbench.noise import (
     NoisyLabels,
-    _normalised_inputs,
     apply_noise,
     asym_targets,
     flip_distribution,
     label_digest,
     transition_matrix,
 )
+from nlbench.noise.instance import _normalised_inputs
 from nlbench.run.grids import CellSpec
 from nlbench.run.labels import draw_noise, labels_key, labels_path, noisy_labels
 
@@ -337,7 +337,7 @@ def test_inst_on_backbone_features_reads_them_through_the_feature_cache(tmp_path
 
     from nlbench.engine.train import TrainConfig
 
-    train = asdict(TrainConfig.from_dict({"input_size": 16}))  # small: only the plumbing is under test
+    train = asdict(TrainConfig(input_size=16))  # small: only the plumbing is under test
     spec = _spec(noise="inst", rate=0.4, noise_options={"inputs_kind": "features"}, train=train)
     dataset = load_dataset("digits")
     _, _, result = noisy_labels(spec, dataset, tmp_path)

@@ -1,4 +1,4 @@
-"""A new method is one file (README's example, verbatim); plug-ins come from another distribution through
+"""A new method is one file (CONTRIBUTING.md's example, verbatim); plug-ins come from another distribution through
 entry points (a real .dist-info on sys.path); a wrong method fails at import with one line naming its file."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from nlbench.errors import ConfigError
 from nlbench.methods import Method, MethodInterfaceError, register_method
 from nlbench.registry import METHODS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 pytestmark = pytest.mark.slow
 
 TINY_BACKBONE = '''
-"""A tiny seeded CNN: the plug-in distribution's backbone, declared as README's "Adding a backbone" says."""
+"""A tiny seeded CNN: the plug-in distribution's backbone, declared as CONTRIBUTING.md's "Add a backbone" says."""
 
 import torch
 from torch import nn
@@ -46,11 +46,11 @@ def plugin_tiny_cnn(*, pretrained=True, weights=None, tag=None):
 '''
 
 
-def readme_method_file() -> str:
-    """The method file README's "Adding a method" shows, exactly."""
-    text = README.read_text()
+def documented_method_file() -> str:
+    """The method file CONTRIBUTING.md's "Add a method" shows, exactly."""
+    text = CONTRIBUTING.read_text()
     block = re.search(r"<!-- method-example:start -->\n```python\n(.*?)```\n<!-- method-example:end -->", text, re.S)
-    assert block is not None, "README lost its method example"
+    assert block is not None, "CONTRIBUTING.md lost its method example"
     return block.group(1)
 
 
@@ -81,11 +81,11 @@ def write_grid(path: Path, *, backbone: str, methods: list[tuple[str, str]], inp
     return path
 
 
-def test_readme_method_file_registers_runs_a_cell_and_shows_its_label(tmp_path):
+def test_documented_method_file_registers_runs_a_cell_and_shows_its_label(tmp_path):
     target = Path(nlbench.methods.__file__).parent / "mae.py"
-    assert not target.exists(), f"{target} exists: this test writes README's example there"
+    assert not target.exists(), f"{target} exists: this test writes CONTRIBUTING.md's example there"
     try:
-        target.write_text(readme_method_file())
+        target.write_text(documented_method_file())
         listed = cli("list", "methods")
         assert listed.returncode == 0, listed.stderr
         line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("mae "))
@@ -124,7 +124,7 @@ def make_distribution(site: Path, modules: dict[str, str], entry_points: dict[st
 
 
 def test_method_and_backbone_from_another_distribution_run_a_cell(tmp_path):
-    method = readme_method_file().replace('"mae"', '"plugin_mae"').replace('label="MAE"', 'label="PlugMAE"')
+    method = documented_method_file().replace('"mae"', '"plugin_mae"').replace('label="MAE"', 'label="PlugMAE"')
     site = make_distribution(tmp_path / "site", {"mae": method, "tiny": TINY_BACKBONE}, {
         "nlbench.methods": {"plugin_mae": "nlbench_example_plugin.mae"},
         "nlbench.backbones": {"plugin_tiny": "nlbench_example_plugin.tiny"},

@@ -7,7 +7,7 @@ import pytest
 from nlbench.cli.main import main
 from nlbench.errors import ConfigError
 from nlbench.methods import Method, register_method
-from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE, Registry
+from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE, Registry, dataset_facts, register_dataset
 
 
 def test_register_twice_raises():
@@ -59,6 +59,49 @@ def test_description_is_docstring_first_line():
         """
 
     assert reg.entry("x").description == "One line that describes X."
+
+    @reg.register("y")
+    class Y:
+        """A summary that wraps: it goes on
+        over a second line.
+
+        Details, not part of the description.
+        """
+
+    assert reg.entry("y").description == "A summary that wraps: it goes on over a second line."
+
+
+def test_list_methods_shows_each_description_whole(capsys):
+    """The descriptions of methods whose docstring summary wraps (Co-teaching, Co-teaching+, JoCoR) are not cut."""
+    assert main(["list", "methods"]) == 0
+    lines = {ln.split(None, 1)[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    for entry in METHODS:
+        assert f"{entry.name}  " in lines[entry.name] and entry.description in lines[entry.name]
+        assert entry.description.endswith("."), entry.name  # a whole sentence, not one cut at a line break
+    assert "on which its peer takes a step (mean CE)." in lines["coteaching"]
+    assert "of the disagreement set." in lines["coteaching_plus"]
+    assert "equal for the engine's SGD and AdamW)." in lines["jocor"]
+
+
+def test_dataset_facts_are_checked_when_a_dataset_registers(monkeypatch):
+    DATASETS.names()  # the built-in entries are in before the registry is copied
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))  # restored after the test
+
+    def loader():
+        """A loader with bad facts."""
+
+    with pytest.raises(ConfigError, match=r"dataset 'bad_facts': sizes must be \(train, val, test\) image counts, "
+                                          r"train > 0; got \(0, 1, 2\); in_memory must be True or False; got 'yes'"):
+        register_dataset("bad_facts", sizes=(0, 1, 2), in_memory="yes")(loader)
+    with pytest.raises(ConfigError, match=r"real_noise_rate must be a number in \[0, 1\) or None; got 1.5"):
+        register_dataset("bad_facts", real_noise_rate=1.5)(loader)
+    with pytest.raises(ConfigError, match=r"variant_sizes\['mini'\] must be"):
+        register_dataset("bad_facts", variant_sizes={"mini": (5, 1)})(loader)
+    assert "bad_facts" not in DATASETS
+    register_dataset("good_facts", sizes=[100, 10, 20], variant_sizes={"small": (10, 1, 2)})(loader)
+    facts = dataset_facts("good_facts")
+    assert facts.sizes == (100, 10, 20) and facts.sizes_for("small") == (10, 1, 2)
+    assert not facts.in_memory and facts.real_noise_rate is None
 
 
 @pytest.mark.parametrize("kind, expected", [

@@ -48,9 +48,12 @@ def test_view_bank_indexes_like_the_stack_it_replaces():
 
 def test_compile_setting_is_validated_and_auto_stays_off_on_cpu():
     assert TrainConfig().compile == "auto"
-    assert TrainConfig.from_dict({"compile": True}).compile is True
-    with pytest.raises(ConfigError, match="compile 'sometimes'; expected one of: true, false, 'auto'"):
-        TrainConfig.from_dict({"compile": "sometimes"})
+    from nlbench.run.schema import check_train  # the one check of [train] values
+
+    assert check_train({"compile": True}).compile is True and check_train({"compile": "auto"}).compile == "auto"
+    with pytest.raises(ConfigError) as caught:
+        check_train({"compile": "sometimes"})
+    assert str(caught.value) == "[train]: compile = 'sometimes': input should be a valid boolean or 'auto'"
     # The engine's decision, as on a CUDA machine (only the device's type is read): the dry run's rule.
     from types import SimpleNamespace
 

@@ -34,7 +34,7 @@ def test_expand_gives_every_cell_its_train_config_and_its_method_built_once(writ
         seeds=(0, 1), train={"input_size": 16, "lp_epochs": 3}))
     cells = expand(grid)
     assert len(cells) == 4
-    expected_config = TrainConfig.from_dict(grid.raw["train"])
+    expected_config = TrainConfig(**grid.raw["train"])
     assert (expected_config.input_size, expected_config.lp_epochs) == (16, 3)
     for cell in cells:
         assert isinstance(cell.train_config, TrainConfig)

@@ -6,7 +6,7 @@ import numpy as np
 from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
 
 from nlbench.engine.images import TensorImages
-from nlbench.methods.ce import cross_entropy
+from nlbench.engine.losses import cross_entropy
 
 
 def test_extra_test_set_scored_at_best_and_last_epoch(tmp_path):

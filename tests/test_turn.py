@@ -34,7 +34,7 @@ def test_freeze_bn_keeps_running_statistics_but_trains_affine_weights(tmp_path):
     from test_dividemix import tiny_trainer
     from torch import nn
 
-    from nlbench.methods.ce import cross_entropy
+    from nlbench.engine.losses import cross_entropy
 
     def bn_of(model):
         return next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))

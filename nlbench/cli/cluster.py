@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 
 from nlbench.cli.common import results_folder, table_text
 from nlbench.errors import ConfigError
-from nlbench.run.executors import EXECUTORS, SlurmOptions, resolve_slurm_options
-from nlbench.run.records import load_records
-from nlbench.run.status import ClusterUnavailable, cell_statuses, counts, format_status, wait_for_cells
+from nlbench.run.executors import EXECUTORS
 
-if TYPE_CHECKING:  # an annotation only; grids loads torch when a command runs (nlbench.cli.main's docstring)
+if TYPE_CHECKING:  # annotations only: the commands import what they run (nlbench.cli.main's docstring)
+    from nlbench.run.executors import SlurmOptions
     from nlbench.run.grids import Grid
 
 
@@ -28,6 +27,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
     p.add_argument("--results", help="folder of run records (default: ./runs)")
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 instead of the grid's seed list")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="the overrides the grid runs with (nlbench run --set), e.g. train.lp_epochs=50")
     p.add_argument("--tail", type=int, default=8, help="log lines shown under a failed cell (default: 8)")
     p.add_argument("--hide-done", action="store_true", help="list only cells that are not done")
     p.add_argument("--no-sacct", action="store_true",
@@ -66,6 +67,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def slurm_options(args: argparse.Namespace, grid: Grid) -> SlurmOptions:
     """The resolved ``SlurmOptions`` of a ``run`` command line."""
+    from nlbench.run.executors import resolve_slurm_options
+
     cli = {name: getattr(args, f"slurm_{name}", None) for name in
            ("partition", "account", "qos", "gpus", "cpus_per_task", "mem_gb", "time_min", "array_parallelism",
             "signal_delay_s", "max_requeues")}
@@ -79,7 +82,9 @@ def run_slurm(args: argparse.Namespace, grid: Grid, results: Path, cache: Path, 
     """Submit; with --wait, poll to the end and print status and table. Exit code 1 if a cell failed."""
     # torch-backed: the grid's cells and the runner (nlbench.cli.main's docstring)
     from nlbench.run.grids import expand
+    from nlbench.run.records import load_records
     from nlbench.run.runner import submit_grid
+    from nlbench.run.status import ClusterUnavailable, counts, format_status, wait_for_cells
 
     try:
         submit_grid(grid, results=results, options=options, cache=cache, seeds=args.seeds)
@@ -98,15 +103,14 @@ def run_slurm(args: argparse.Namespace, grid: Grid, results: Path, cache: Path, 
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    # torch-backed: the grid's cells (nlbench.cli.main's docstring)
-    from nlbench.run.grids import expand, load_grid
+    from nlbench.run.grid_memo import grid_cells  # no torch once remembered (see its docstring)
+    from nlbench.run.status import ClusterUnavailable, cell_statuses, format_status
 
-    grid = load_grid(args.grid)
+    known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
     results = results_folder(args)
-    cells = expand(grid, seeds=args.seeds)
     try:
-        statuses = cell_statuses(cells, results, use_sacct=not args.no_sacct)
+        statuses = cell_statuses(known.cells, results, use_sacct=not args.no_sacct)
     except ClusterUnavailable as exc:
-        raise ConfigError(f"cannot query SLURM for grid {grid.name!r}: {exc}") from None
-    print(format_status(grid.name, statuses, tail=args.tail, show_done=not args.hide_done))
+        raise ConfigError(f"cannot query SLURM for grid {known.grid.name!r}: {exc}") from None
+    print(format_status(known.grid.name, statuses, tail=args.tail, show_done=not args.hide_done))
     return 0

@@ -1,8 +1,9 @@
 """What every command module of the CLI shares: the parser class with nlbench's error convention, argument
 types, the results folder of a command line and a grid's table as the commands print it.
 
-``nlbench.cli.main`` (list, run, table, report) and the command modules beside it (``cli_cluster``, ``cli_data``,
-``cli_backbones``) import this module; it imports none of them.
+``nlbench.cli.main`` (list, run, table, report) and the command modules beside it (``cluster``, ``data``,
+``backbones``, ``check``) import this module; it imports none of them, and nothing heavier than the standard
+library at module level (``nlbench --help`` loads it).
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ from __future__ import annotations
 import argparse
 import typing
 from pathlib import Path
-
-from nlbench.report.tables import METRICS, render
-from nlbench.run.records import default_results_dir
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,18 +50,16 @@ non_negative_int = int_at_least(0)
 
 def results_folder(args: argparse.Namespace) -> Path:
     """The command line's ``--results``, else the default folder of run records."""
+    from nlbench.run.records import default_results_dir  # pydantic's record schema: not for `--help`
+
     return Path(args.results) if args.results is not None else default_results_dir()
 
 
 def table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:
-    """A grid's leaderboard as ``nlbench table`` prints it (markdown gets a caption line)."""
-    text = render(records, layout=grid.layout, metric=metric, fmt=fmt, realized=realized, paper=paper)
-    if fmt == "markdown":
-        backbones = ", ".join(dict.fromkeys(r["backbone"] for r in records))
-        datasets = ", ".join(dict.fromkeys(r["dataset"] for r in records))
-        seeds = len({r["seed"] for r in records})
-        caption = f"{grid.name}: {METRICS[metric]} — {datasets}, {backbones}; {len(records)} cells, {seeds} seed(s)"
-        if grid.layout == "real":
-            caption += "; cells: best / last"
-        return caption + "\n\n" + text
-    return text
+    """A grid's leaderboard as ``nlbench table`` prints it (markdown gets a caption line): the records' tidy
+    frame (``nlbench.results``) through ``nlbench.report.leaderboard``, as a user's filtered frame goes."""
+    from nlbench.report.leaderboard import leaderboard  # pandas: loaded when a table is printed
+    from nlbench.run.frames import results_frame
+
+    return leaderboard(results_frame(records), layout=grid.layout, metric=metric, fmt=fmt, realized=realized,
+                       paper=paper)

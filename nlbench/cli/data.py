@@ -15,14 +15,12 @@ import argparse
 import io
 from pathlib import Path
 
-import numpy as np
 import tomllib
 
 from nlbench.atomic import atomic_write_bytes
 from nlbench.cli.common import non_negative_int
 from nlbench.errors import ConfigError
 from nlbench.registry import DATASETS, NOISE
-from nlbench.run.schema import check, check_rate, dataset_options_model
 
 
 def _parse_options(items: list[str] | None, what: str) -> dict:
@@ -60,6 +58,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def _check_audit_args(args: argparse.Namespace) -> tuple[dict, dict]:
     """(dataset options, noise options), every argument checked before anything is drawn or written."""
+    from nlbench.run.schema import check, check_rate, dataset_options_model
     from nlbench.run.validate import check_output_folder  # torch-backed (nlbench.cli.main's docstring)
 
     DATASETS.entry(args.dataset)
@@ -80,6 +79,8 @@ def _check_audit_args(args: argparse.Namespace) -> tuple[dict, dict]:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     # torch-backed: labels, noise models and datasets (nlbench.cli.main's docstring)
+    import numpy as np
+
     from nlbench.noise import NoisyLabels, check_noise_options, label_digest, transition_matrix
     from nlbench.run.labels import draw_noise
     from nlbench.run.validate import load_checked_dataset

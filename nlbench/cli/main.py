@@ -1,12 +1,14 @@
-"""The ``nlbench`` command line: list, run, table, report (other areas' commands live in cli_cluster,
-cli_data and cli_backbones; what they share is cli_common).
+"""The ``nlbench`` command line: list, run, table, report (other areas' commands live in cluster, data,
+backbones and check beside this module; what they share is common).
 
 Bad input (an unknown name, a mode a method lacks, a rate outside [0, 1], an unreadable grid file)
 ends with one line ``nlbench: error: …`` on stderr and exit code 2, before anything is written.
 
-The CLI modules import the nlbench modules backed by torch (grids, the runner, the engine: about 3 s of
-CPU) inside the commands that need them, so that parsing, ``--help`` and a bad argument's error line come
-without loading torch (0.5 s).
+The command modules import at module level only what building the parser needs, and each command imports
+the rest when it runs: ``--help`` and a bad argument's error line load neither pandas nor torch, and
+``table``, ``status`` and ``report`` read a grid's cells through ``nlbench.run.grid_memo`` (no torch once
+the grid has been expanded since the code last changed). Commands that train, draw labels or build
+backbones (run, noise audit, fetch-weights, check) import torch when they start.
 """
 
 from __future__ import annotations
@@ -21,16 +23,14 @@ from nlbench import interrupts
 from nlbench.atomic import DISK_FULL, atomic_write_bytes
 from nlbench.cli import advise as cli_advise
 from nlbench.cli import backbones as cli_backbones
+from nlbench.cli import check as cli_check
 from nlbench.cli import cluster as cli_cluster
 from nlbench.cli import data as cli_data
+from nlbench.cli import export as cli_export
 from nlbench.cli.common import Parser, int_at_least, non_negative_int, positive_int, results_folder, table_text
 from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
-from nlbench.report.browser import check_page, shrink_png
-from nlbench.report.page import build_report
-from nlbench.report.plots import leaderboard_bars
-from nlbench.report.tables import FORMATS, METRICS
-from nlbench.run.records import load_records
+from nlbench.report.metrics import FORMATS, METRICS
 
 __all__ = ["Parser", "build_parser", "int_at_least", "main", "non_negative_int", "positive_int"]
 
@@ -45,15 +45,16 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from nlbench.engine.method_api import LossMethod  # torch-backed
-    from nlbench.run.grids import list_grids  # torch-backed (see the module docstring)
+    if args.kind == "grids":  # grid files only: no registry, no torch
+        from nlbench.run.grids import list_grids
 
-    if args.kind == "grids":
         rows = list_grids()
         width = max(len(n) for n, _ in rows)
         for name, desc in rows:
             print(f"{name:<{width}}  {desc}")
         return 0
+    from nlbench.engine.method_api import LossMethod  # torch-backed: loading a registry imports its code
+
     registry = {"methods": METHODS, "backbones": BACKBONES, "noise": NOISE, "datasets": DATASETS}[args.kind]
     entries = list(registry)
     width = max(len(e.name) for e in entries)
@@ -82,13 +83,22 @@ def _cache(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # torch-backed: the grid's cells, the runner and the SLURM side (see the module docstring)
     # torch-backed: the grid's cells, the runner, the checks of data and weights (see the module docstring)
+    from nlbench.run.grid_memo import expand_and_remember
     from nlbench.run.grids import expand, load_grid
+    from nlbench.run.records import load_records
     from nlbench.run.runner import check_results_folder, describe_plan, plan, run_grid
     from nlbench.run.validate import check_run, claim_results
+    from nlbench.run.workers import parse_devices, worker_devices
 
-    grid = cli_backbones.apply_weights_overrides(load_grid(args.grid), args.weights)
+    devices = parse_devices(args.devices) if args.devices is not None else None
+    if (args.workers is not None or devices) and args.executor != "local":
+        raise ConfigError(f"--workers/--devices start local worker processes; got --executor {args.executor}")
+    if args.weights:
+        grid = cli_backbones.apply_weights_overrides(load_grid(args.grid, args.overrides), args.weights)
+        cells = expand(grid, seeds=args.seeds)
+    else:  # the grid as its file says: remembered for the table, status and report that follow
+        grid, cells = expand_and_remember(args.grid, seeds=args.seeds, overrides=args.overrides)
     results = results_folder(args)
     cache = _cache(args)
     options = None
@@ -96,20 +106,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         options = cli_cluster.slurm_options(args, grid)
     # Every value of the grid, its files and the output folders, before the first cell (and on a dry run).
     missing: list[str] = []
-    check_run(grid, expand(grid, seeds=args.seeds), results=results, cache=cache,
-              missing_data=missing.append if args.dry_run else None)
+    check_run(grid, cells, results=results, cache=cache, missing_data=missing.append if args.dry_run else None)
     for message in missing:
         print(f"warning: {message} (a run here stops on it; the plan below skips the checks that need its files)")
     if args.dry_run:
         print(describe_plan(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor,
                             options=options))
+        if args.workers is not None or devices:
+            where = ", ".join(f"GPU {d}" if d is not None else "CPU" for d in worker_devices(args.workers, devices))
+            print(f"workers: {where} (one process each, sharing the cells through their claims)")
         return 0
     if args.executor == "slurm":
         check_results_folder(results, log=lambda _msg: None)  # SLURM's results folder must exist: don't create it
         claim_results(grid, results)
         return cli_cluster.run_slurm(args, grid, results, cache, options)
     claim_results(grid, results)
-    run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args))
+    run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args),
+             workers=args.workers, devices=devices)
     cells, _ = plan(grid, results, seeds=args.seeds)
     records = load_records(results, cells)
     if records:
@@ -119,13 +132,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from nlbench.run.grids import expand, load_grid  # torch-backed
+    from nlbench.report.tables import method_facts
+    from nlbench.run.grid_memo import grid_cells  # no torch once remembered (see its docstring)
+    from nlbench.run.records import load_records
 
-    grid = load_grid(args.grid)
-    records = load_records(results_folder(args), expand(grid, seeds=args.seeds))
-    text = table_text(grid, records, metric=args.metric, fmt=args.format, realized=args.realized, paper=args.paper)
-    if args.plot:
-        print(f"wrote {leaderboard_bars(records, args.plot, metric=args.metric)}")
+    known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
+    records = load_records(results_folder(args), known.cells)
+    with method_facts(known.methods):
+        text = table_text(known.grid, records, metric=args.metric, fmt=args.format, realized=args.realized,
+                          paper=args.paper)
+        if args.plot:
+            from nlbench.report.plots import leaderboard_bars
+
+            print(f"wrote {leaderboard_bars(records, args.plot, metric=args.metric)}")
     if args.output:
         atomic_write_bytes(Path(args.output), (text + "\n").encode())
         print(f"wrote {args.output}")
@@ -135,18 +154,24 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from nlbench.run.grids import expand, load_grid  # torch-backed
+    from nlbench.report.page import build_report
+    from nlbench.report.tables import method_facts
+    from nlbench.run.grid_memo import grid_cells  # no torch once remembered (see its docstring)
+    from nlbench.run.records import load_records
 
     if args.screenshot_width < 100:
         raise ConfigError(f"--screenshot-width {args.screenshot_width}; expected a width of at least 100 pixels")
     started = time.perf_counter()
-    grid = load_grid(args.grid)
+    known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
     results = results_folder(args)
-    records = load_records(results, expand(grid, seeds=args.seeds))
-    out = Path(args.out) if args.out else results / grid.name / "report"
-    index = build_report(grid, records, results=results, out=out)
+    records = load_records(results, known.cells)
+    out = Path(args.out) if args.out else results / known.grid.name / "report"
+    with method_facts(known.methods):
+        index = build_report(known.grid, records, results=results, out=out)
     print(f"wrote {index} ({len(records)} records, {time.perf_counter() - started:.1f} s)")
     if args.screenshot:
+        from nlbench.report.browser import check_page, shrink_png
+
         check = check_page(index, screenshot=args.screenshot)
         shrink_png(args.screenshot, width=args.screenshot_width)
         print(f"wrote {args.screenshot}; headless Chromium: {check.summary()}")
@@ -168,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
         p.add_argument("--results", help="folder of run records (default: ./runs)")
         p.add_argument("--seeds", type=positive_int, help="run seeds 0..N-1 instead of the grid's seed list")
+        p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                       help="override a value of the grid file, e.g. train.lp_epochs=50 or methods.gce.q=0.5 "
+                            "(repeatable; docs/grids.md)")
 
     p = sub.add_parser("run", help="run every cell of a grid that is not done yet, then print its table")
     grid_args(p)
@@ -179,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bars (default: on a terminal, off when CI is set)")
     p.add_argument("--weights", action="append", metavar="[NAME=]PATH",
                    help="local checkpoint file for a backbone of the grid (repeatable); works offline")
+    p.add_argument("--workers", type=positive_int,
+                   help="run the cells in N worker processes, one per GPU of this machine (CPU: the cores split)")
+    p.add_argument("--devices", metavar="0,1,...", help="GPUs of the workers, one worker each (implies --workers)")
     cli_cluster.add_run_arguments(p)
     p.set_defaults(func=cmd_run)
 
@@ -203,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     # Commands of other areas live beside their code; each module adds its own subparsers.
-    for module in (cli_data, cli_backbones, cli_cluster, cli_advise):
+    for module in (cli_data, cli_backbones, cli_cluster, cli_check, cli_export, cli_advise):
         module.add_commands(sub)
     return parser
 

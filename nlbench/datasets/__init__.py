@@ -7,7 +7,9 @@ Registered: ``digits`` (embedded), ``cifar10``/``cifar100`` (torchvision pickle 
 ``cifar10n``/``cifar100n`` (CIFAR-N human labels, CC BY-NC 4.0), ``fashion_mnist`` (idx files; Debian's
 ``dataset-fashion-mnist`` by default), ``clothing1m`` and ``webvision`` (annotation/list files, images by
 path), and ``folder``/``csv`` for a user's own images. Each loader's ``identity`` dict determines the
-dataset's contents (it keys the feature cache and the saved noisy labels).
+dataset's contents (it keys the feature cache and the saved noisy labels). Each registration declares the
+dataset's facts beside its loader (``nlbench.registry.DatasetFacts``: split sizes, held in memory or read
+by path, real-noise rate), which the dry run reads without loading it.
 """
 
 # Import each loader module explicitly so that a broken one fails loudly.

@@ -200,7 +200,9 @@ def _register(name: str, classes: int) -> None:
     loader.__doc__ = (f"{'CIFAR-10' if classes == 10 else 'CIFAR-100'}: 50k 32×32 training images (47.5k train / "
                       f"2.5k val), 10k test, {classes} classes; torchvision's pickle batches.")
     register_dataset(name, source=_FILES[name]["url"], classes=classes, licence="no licence stated (Krizhevsky 2009)",
-                     prepare=lambda root, download, n=name: prepare_cifar(n, root, download))(loader)
+                     prepare=lambda root, download, n=name: prepare_cifar(n, root, download),
+                     # 50k training images − the 2.5k held out for validation (the paper's CIFAR split), 10k test.
+                     sizes=(47_500, 2_500, 10_000), in_memory=True)(loader)
 
 
 _register("cifar10", 10)

@@ -8,7 +8,9 @@ from nlbench.datasets.base import Dataset, Split
 from nlbench.registry import register_dataset
 
 
-@register_dataset("digits", source="scikit-learn", classes=10, licence="CC BY 4.0 (UCI)")
+# 1,797 images split 70/10/20 at the loader's default fractions.
+@register_dataset("digits", source="scikit-learn", classes=10, licence="CC BY 4.0 (UCI)", sizes=(1_257, 180, 360),
+                  in_memory=True)
 def digits(*, split_seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Dataset:
     """scikit-learn digits: 1,797 8×8 grey images, 10 classes; stratified train/val/test split by seed."""
     from sklearn.datasets import load_digits  # scikit-learn: heavy; the data layer loads without it

@@ -127,7 +127,8 @@ def read_fashion_mnist(root: str | Path | None) -> dict:
 
 
 @register_dataset("fashion_mnist", source=SOURCE, classes=10, licence="MIT (Zalando Research)",
-                  prepare=lambda root, download: prepare_fashion_mnist(root, download))
+                  prepare=lambda root, download: prepare_fashion_mnist(root, download),
+                  sizes=(57_000, 3_000, 10_000), in_memory=True)  # 60k training images − 3k held out, 10k test
 def fashion_mnist(*, root: str | None = None, split_seed: int = 0, val_size: int = 3000,
                   train_size: int | None = None, test_size: int | None = None) -> Dataset:
     """Fashion-MNIST: 60k 28×28 grey training images (57k train / 3k val), 10k test, 10 classes; idx files."""

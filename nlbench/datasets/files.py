@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nlbench.atomic import hash_file
 from nlbench.errors import ConfigError, DataNotFound
 
 # Images read by path are fitted to LOAD_SIZE × LOAD_SIZE before the batch transform resizes them to the
@@ -250,11 +251,8 @@ def read_pairs(path: Path, num_classes: int | None = None) -> list[tuple[str, in
 
 # --------------------------------------------------------------------------- checksums
 def md5_file(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """A file's md5, to compare with a published checksum (not for security)."""
+    return hash_file(path, hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def files_digest(paths: Iterable[Path]) -> str:
@@ -262,9 +260,7 @@ def files_digest(paths: Iterable[Path]) -> str:
     h = hashlib.sha256()
     for p in paths:
         h.update(p.name.encode() + b"\0")
-        with open(p, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                h.update(block)
+        hash_file(p, h)
     return h.hexdigest()[:16]
 
 

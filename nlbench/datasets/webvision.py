@@ -72,7 +72,12 @@ def imagenet_val(imagenet_root: str | Path, wnids: list[str], num_classes: int) 
 
 
 @register_dataset("webvision", source=SOURCE, classes=1000, licence="research use (Flickr/Google image terms)",
-                  prepare=lambda root, download: prepare_webvision(root, download))
+                  prepare=lambda root, download: prepare_webvision(root, download),
+                  # ≈ 2.4M Google + Flickr images − 2.5k held out; the 50k WebVision validation images as test.
+                  sizes=(2_400_000 - 2_500, 2_500, 50_000),
+                  # ≈ 66k Google images of the first 50 classes (Jiang et al., ICML 2018) − 2.5k; 50 × 50 test.
+                  variant_sizes={"mini": (66_000 - 2_500, 2_500, 2_500)},
+                  real_noise_rate=0.20)  # Li et al. 2017: about 20 % label noise
 def webvision(*, root: str | None = None, variant: str = "full", imagenet_root: str | None = None,
               test_set: str = "webvision", val_size: int = 2500, train_size: int | None = None,
               split_seed: int = 0) -> Dataset:

@@ -8,12 +8,11 @@ the trainer's logged selections. A checkpoint is written to a temporary name and
 during the write leaves the previous one intact; its sha256 (hashed as the bytes are written, no
 re-read) goes into ``<name>.sha256`` beside it and is checked before loading: a damaged checkpoint is
 reported and the cell starts over rather than resume from garbage (torch.load does not check its zip
-CRCs). The runner deletes the folder once the cell's record is written.
+CRCs). ``nlbench.run.cell.run_cell`` deletes the folder once the cell's record is written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nlbench.atomic import atomic_write, atomic_write_bytes
+from nlbench.atomic import atomic_write, atomic_write_bytes, hash_file
 from nlbench.errors import ConfigError
 
 
@@ -53,7 +52,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     try:
         recorded = checksum_path(path).read_text().strip() if checksum_path(path).is_file() else None
         with open(path, "rb") as f:  # streamed: a checkpoint may be GBs (ViT-B with optimiser state)
-            actual = _file_sha256(f) if recorded is not None else None
+            actual = hash_file(f).hexdigest() if recorded is not None else None
     except PermissionError as exc:
         raise ConfigError(f"cannot read checkpoint: {exc}") from None
     except OSError:
@@ -66,13 +65,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         return torch.load(path, map_location=device, weights_only=True)
     except Exception:  # a foreign or damaged file: start over rather than crash the cell
         return None
-
-
-def _file_sha256(f) -> str:
-    digest = hashlib.sha256()
-    while chunk := f.read(1 << 24):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

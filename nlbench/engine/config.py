@@ -1,14 +1,24 @@
-"""The engine's hyperparameters (a grid's ``[train]`` table), checked once where a grid is expanded.
+"""The engine's hyperparameters (a grid's ``[train]`` table): each field's type, default and bounds, declared once.
 
-Kept apart from ``nlbench.engine.train`` (torch, the loops) so that a cell spec, the grid schema and the CLI can
-hold and check a configuration without importing the engine.
+The grid schema (``nlbench.run.schema``) derives its ``[train]`` check from these fields (types, ``Literal``
+choices and the ``bounded`` metadata) and is the only place a value is checked; ``TrainConfig`` itself checks
+nothing. Kept apart from ``nlbench.engine.train`` (torch, the loops) so that a cell spec, the grid schema and the
+CLI can hold a configuration without importing the engine.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from nlbench.errors import ConfigError
+# What [train] device accepts; the schema names it in messages.
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+
+
+def bounded(default: Any, **bounds: Any) -> Any:
+    """A dataclass field with bounds its type cannot say: pydantic's ``Field`` constraints (``ge``, ``gt``,
+    ``lt``, ``le``, ``pattern``), stored in the field's metadata for the grid schema."""
+    return field(default=default, metadata={"bounds": bounds})
 
 
 @dataclass(frozen=True)
@@ -19,28 +29,28 @@ class TrainConfig:
     listed with reasons in README's defaults table.
     """
 
-    input_size: int | None = None  # None: the checkpoint's own input size
-    lp_epochs: int = 20  # paper: E_LP = 20
-    lp_optimizer: str = "adamw"
-    lp_lr: float = 1e-3
-    lp_weight_decay: float = 0.0
-    lp_batch_size: int = 128
-    fft_epochs: int = 10  # FFT baselines; TURN has its own E_FFT = 5
-    fft_optimizer: str = "sgd"
-    fft_lr: float = 0.01
-    fft_weight_decay: float = 5e-4
-    fft_batch_size: int = 64
-    momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine | constant
+    input_size: int | None = bounded(None, ge=1)  # None: the checkpoint's own input size
+    lp_epochs: int = bounded(20, ge=1)  # paper: E_LP = 20
+    lp_optimizer: Literal["adamw", "sgd"] = "adamw"
+    lp_lr: float = bounded(1e-3, gt=0)
+    lp_weight_decay: float = bounded(0.0, ge=0)
+    lp_batch_size: int = bounded(128, ge=1)
+    fft_epochs: int = bounded(10, ge=1)  # FFT baselines; TURN has its own E_FFT = 5
+    fft_optimizer: Literal["adamw", "sgd"] = "sgd"
+    fft_lr: float = bounded(0.01, gt=0)
+    fft_weight_decay: float = bounded(5e-4, ge=0)
+    fft_batch_size: int = bounded(64, ge=1)
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    scheduler: Literal["constant", "cosine"] = "cosine"
     augment: bool = True  # random crop (+ flip where label-preserving) during FFT
-    eval_batch_size: int = 256
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "bf16"  # bf16 autocast on CUDA; 'none' for fp32. Ignored on CPU.
+    eval_batch_size: int = bounded(256, ge=1)
+    device: str = bounded("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:N
+    amp: Literal["bf16", "none"] = "bf16"  # bf16 autocast on CUDA; 'none' for fp32. Ignored on CPU.
     channels_last: bool = True  # for conv nets (CUDA and CPU)
     # torch.compile the FFT model: true, false, or 'auto' = on CUDA where the backbone's measured compiled
     # rate saves more than a compilation over the run (nlbench.engine.compile.compile_pays; ViT-B/16 family today).
-    compile: bool | str = "auto"
-    threads: int | None = None
+    compile: bool | Literal["auto"] = "auto"
+    threads: int | None = bounded(None, ge=1)
     """CPU threads torch uses for a cell (intra-op); None: the process's own setting (torch: one per core).
     Fine-tuning results depend on it (the reduction order of conv/BatchNorm gradients), so a grid that
     must reproduce its numbers on other machines pins it; every record states the count it ran with."""
@@ -51,32 +61,3 @@ class TrainConfig:
     # Feature distortion (report): after full fine-tuning, one extra pass over the test split saves the
     # fine-tuned backbone's test features beside the record (nlbench/engine/distortion.py).
     save_finetuned_features: bool = False
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown [train] field(s) {', '.join(unknown)}; expected: {', '.join(sorted(known))}")
-        config = cls(**values)
-        for name in ("lp_epochs", "fft_epochs", "lp_batch_size", "fft_batch_size", "eval_batch_size"):
-            if int(getattr(config, name)) < 1:
-                raise ConfigError(f"[train] {name} must be ≥ 1; got {getattr(config, name)}")
-        if config.threads is not None and (isinstance(config.threads, bool) or not isinstance(config.threads, int)
-                                           or config.threads < 1):
-            raise ConfigError(f"[train] threads must be an integer ≥ 1 (or absent for torch's default); "
-                              f"got {config.threads!r}")
-        if not isinstance(config.deterministic, bool):
-            raise ConfigError(f"[train] deterministic must be true or false; got {config.deterministic!r}")
-        if config.lp_optimizer not in OPTIMIZERS or config.fft_optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if config.scheduler not in ("cosine", "constant"):
-            raise ConfigError(f"scheduler {config.scheduler!r}; expected one of: constant, cosine")
-        if config.amp not in ("bf16", "none"):
-            raise ConfigError(f"amp {config.amp!r}; expected one of: bf16, none")
-        if config.compile not in (True, False, "auto"):
-            raise ConfigError(f"compile {config.compile!r}; expected one of: true, false, 'auto'")
-        return config
-
-
-OPTIMIZERS = ("sgd", "adamw")

@@ -10,6 +10,9 @@ overwritten file is never used: it is recomputed with a warning. The sha256 of a
 process and file version (device, inode, size, mtime), so the many LP cells of a process that read one
 entry pay for it once (1 GB/s: 0.15 s for CIFAR-100's 50k × 768 float32 train features;
 benchmarks/README.md).
+
+``cached_features`` is the one way features are read: the Trainer's LP phase and instance-dependent noise on
+backbone features (``nlbench.run.labels``) both call it, so both read, or fill, the very same entries.
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from nlbench.atomic import atomic_save_npy, atomic_write_bytes
+from nlbench.engine.config import TrainConfig
 from nlbench.engine.identity import FeatureKey
 from nlbench.engine.images import ImageSource
 from nlbench.engine.transforms import BatchTransform
 from nlbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nlbench.backbones import Backbone
 
 
 def default_cache_dir() -> Path:
@@ -128,6 +136,80 @@ def _verified_digest(path: Path, array: np.ndarray) -> str:
     if version not in _VERIFIED:
         _VERIFIED[version] = array_digest(array)
     return _VERIFIED[version]
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a [train] ``device`` value: 'auto' is CUDA where there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def bf16_autocast(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the engine's forward passes run under bf16 autocast: on CUDA with [train] amp = 'bf16'."""
+    return device.type == "cuda" and config.amp == "bf16"
+
+
+def backbone_transform(input_size: int | None, hflip: bool) -> Callable[[Backbone, bool], BatchTransform]:
+    """``(backbone, augment) → BatchTransform``: a backbone's preprocessing (its mean, std and interpolation) at
+    ``input_size`` px square (None: the backbone's own input size), with the training augmentation or without;
+    horizontal flips only where ``hflip`` (the dataset's labels survive them)."""
+
+    def transform(backbone: Backbone, augment: bool) -> BatchTransform:
+        size = (input_size, input_size) if input_size else tuple(backbone.input_size)
+        return BatchTransform(size=size, mean=backbone.mean, std=backbone.std,
+                              interpolation=backbone.interpolation, augment=augment, hflip=hflip)
+
+    return transform
+
+
+def frozen_backbone(build: Callable[[], Backbone], config: TrainConfig, device: torch.device
+                    ) -> Callable[[], Backbone]:
+    """``build``, called once and only when first needed: the backbone placed on ``device`` (channels-last for a
+    conv net where ``config`` asks). Every feature pass of a cell shares it; when every entry is cached, none is
+    built."""
+    built: list[Backbone] = []
+
+    def get() -> Backbone:
+        if not built:
+            backbone = build()
+            model = backbone.model.to(device)
+            if config.channels_last and backbone.channels_last:
+                model.to(memory_format=torch.channels_last)
+            built.append(backbone)
+        return built[0]
+
+    return get
+
+
+def cached_features(
+    cache: FeatureCache,
+    key: FeatureKey,
+    images: ImageSource,
+    backbone: Callable[[], Backbone],
+    transform: Callable[[Backbone, bool], BatchTransform],
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    counter: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[np.ndarray, bool]:
+    """(features, hit): the cached (N, D) float32 entry of ``key`` for ``images``; on a miss, computed by the
+    frozen ``backbone()`` (see ``frozen_backbone``) over every image, un-augmented for view 0 and as the
+    view-th seeded augmented view for view ≥ 1, as ``config`` runs the engine's forward passes (batch
+    ``eval_batch_size``, bf16 autocast, channels-last), then stored. ``counter`` counts the images forwarded."""
+
+    def compute() -> np.ndarray:
+        model = backbone()
+        return extract_features(
+            model.model, images, transform(model, key.view > 0), batch_size=config.eval_batch_size, device=device,
+            amp=bf16_autocast(config, device), channels_last=config.channels_last and model.channels_last,
+            seed=key.view, counter=counter,
+        )
+
+    return cache.get_or_compute(key, len(images), compute, log=log)
 
 
 @torch.no_grad()

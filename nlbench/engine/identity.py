@@ -5,9 +5,10 @@ Everything here is computed from a cell's fields and the backbones' declared fac
 group feature passes exactly as a run keys them:
 
 * ``backbone_ref(name, tag)``: ``name`` or ``name@tag``, as the CLI, weight files and cell ids spell it.
-* ``weights_identity``: the resolved weights: a local file's content hash, else the published weights of
-  the resolved tag (the family's default spelled out, e.g. ``timm:resnet50.tv_in1k``), so changing a
-  family's default tag can never reuse features of the old one.
+* ``weights_identity`` (``nlbench.backbones.weights_identity``, the one function that spells it, which the
+  backbones' builds use too): the resolved weights: a local file's content hash, else the published
+  weights of the resolved tag (the family's default spelled out, e.g. ``timm:resnet50.tv_in1k``), so
+  changing a family's default tag can never reuse features of the old one.
 * ``feature_preprocessing``: the full preprocessing of a feature pass: the input size actually used, mean,
   std, interpolation, the view's augmentation (crop padding, flip) and, for datasets read by path, the
   image decoder.
@@ -22,20 +23,18 @@ nothing that runs cells.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from nlbench.backbones import Preprocessing, backbone_facts, backbone_ref, file_digest
+from nlbench.backbones import Preprocessing, backbone_facts, backbone_ref, weights_identity
 from nlbench.datasets import Dataset
 from nlbench.datasets.files import decoder_identity
+from nlbench.engine.config import TrainConfig
 from nlbench.engine.transforms import BatchTransform
 
 __all__ = ["FeatureKey", "backbone_ref", "weights_identity", "feature_preprocessing", "feature_set_key",
@@ -50,7 +49,7 @@ class BackboneCell(Protocol):
     backbone_weights: str | None
     dataset: str
     dataset_options: dict
-    train: dict
+    train_config: TrainConfig
 
 
 @dataclass(frozen=True)
@@ -70,20 +69,6 @@ class FeatureKey:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-@functools.cache
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    return file_digest(path)
-
-
-def weights_identity(backbone: str, tag: str | None = None, weights_file: str | Path | None = None) -> str:
-    """The resolved weights of a backbone checkpoint: ``file:<sha256 prefix>`` of a local file (hashed once
-    per file version in a process), else the published weights of ``tag`` or the family's default tag."""
-    if weights_file:
-        stat = os.stat(weights_file)
-        return f"file:{_file_digest(str(weights_file), stat.st_size, stat.st_mtime_ns)}"
-    return backbone_facts(backbone).published_weights(tag)
 
 
 def input_preprocessing(backbone: str, tag: str | None = None, input_size: int | None = None) -> Preprocessing:
@@ -116,7 +101,7 @@ def _decoder(cell: BackboneCell, dataset: Dataset) -> str | None:
     """The image decoder of a dataset read by path (it changes the pixels a little), None in memory."""
     if dataset.train.paths is None:
         return None
-    device = cell.train.get("device", "auto")
+    device = cell.train_config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return decoder_identity(device)
@@ -130,7 +115,7 @@ def feature_set_key(cell: BackboneCell, dataset: Dataset, split: str, view: int)
 def cell_feature_key(cell: BackboneCell, dataset: Dataset) -> Callable[[str, int], FeatureKey]:
     """``(split, view) → FeatureKey`` of a cell, the weights hashed and the preprocessing resolved once."""
     weights = weights_identity(cell.backbone, cell.backbone_tag, cell.backbone_weights)
-    preprocessing = input_preprocessing(cell.backbone, cell.backbone_tag, cell.train.get("input_size"))
+    preprocessing = input_preprocessing(cell.backbone, cell.backbone_tag, cell.train_config.input_size)
     decoder = _decoder(cell, dataset)
 
     def key(split: str, view: int) -> FeatureKey:
@@ -144,7 +129,7 @@ def cell_feature_key(cell: BackboneCell, dataset: Dataset) -> Callable[[str, int
 def feature_group(cell: BackboneCell) -> str:
     """Which LP cells share their feature passes, without loading the dataset: backbone, resolved weights,
     dataset name and options, and the input preprocessing (its view-0 description)."""
-    preprocessing = input_preprocessing(cell.backbone, cell.backbone_tag, cell.train.get("input_size"))
+    preprocessing = input_preprocessing(cell.backbone, cell.backbone_tag, cell.train_config.input_size)
     group: dict[str, Any] = {
         "backbone": cell.backbone,
         "weights": weights_identity(cell.backbone, cell.backbone_tag, cell.backbone_weights),

@@ -223,7 +223,8 @@ class NetworkPair:
             return [order]
         return [order[start : start + self.batch_size] for start in range(0, n - self.batch_size + 1, self.batch_size)]
 
-    def end_epoch(self) -> None:
+    def step_schedules(self) -> None:
+        """Step both learning-rate schedules: once per epoch, after it is trained."""
         for s in self.scheds:
             s.step()
 
@@ -323,9 +324,10 @@ class NetworkPair:
             total += float(loss.detach())
         return total / num_iter
 
-    def end_warmup(self, name: str) -> None:
-        """Note the warm-up's length in steps: what the first division's quality depends on (a warm-up of a
-        few epochs on a small training set is a handful of steps)."""
+    def note_warmup_length(self, name: str) -> None:
+        """Note the warm-up's length in optimiser steps, once, as the first epoch after it starts: what the
+        first division's quality depends on (a warm-up of a few epochs on a small training set is a handful
+        of steps)."""
         if self.warmup_steps is None:
             self.warmup_steps = self.steps[0]
             self.trainer.log(f"{name}: warm-up done after {self.warmup_steps} optimiser steps per network")
@@ -333,7 +335,8 @@ class NetworkPair:
     def cost_summary(self) -> dict:
         return {"warmup_steps": self.warmup_steps, "optimizer_steps": list(self.steps)}
 
-    def fit(self) -> Fit:
+    def new_fit(self) -> Fit:
+        """The result the epoch loop fills: both networks as one module, no epoch recorded yet."""
         return Fit(model=nn.ModuleList(self.nets))
 
     # ------------------------------------------------------------- the epoch loop, checkpointed (fft mode)
@@ -351,7 +354,7 @@ class NetworkPair:
         if predict not in PREDICTIONS:
             raise ConfigError(f"unknown prediction {predict!r}; expected one of: {', '.join(PREDICTIONS)}")
         logits_of = self.mean_logits if predict == "mean" else (lambda split: self.eval_logits(0, split))
-        fit = self.fit()
+        fit = self.new_fit()
         first, saved = self.resume(fit, name)
         if first:
             state = saved
@@ -360,13 +363,13 @@ class NetworkPair:
                 losses = [self.warmup_epoch(k, confidence_penalty=confidence_penalty) for k in (0, 1)]
             else:
                 if warmup:
-                    self.end_warmup(desc)
+                    self.note_warmup_length(desc)
                 losses = method_epoch(epoch, state)
-            self.end_epoch()
+            self.step_schedules()
             finite = [v for v in losses if np.isfinite(v)]
             self.trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"),
                                       logits_of, last=epoch == self.epochs - 1)
-            self.finish_epoch(fit, epoch, name, state)
+            self.checkpoint_epoch(fit, epoch, name, state)
         return fit, state
 
     def _checkpoint(self, name: str) -> EpochCheckpoint:
@@ -400,7 +403,7 @@ class NetworkPair:
         return tqdm(range(first, self.epochs), desc=f"{desc} {self.mode}", disable=not self.trainer.progress,
                     leave=False)
 
-    def finish_epoch(self, fit: Fit, epoch: int, name: str, method_state: dict) -> None:
+    def checkpoint_epoch(self, fit: Fit, epoch: int, name: str, method_state: dict) -> None:
         """After ``epoch`` (0-based) is trained and evaluated: note its seconds (fft mode; the SLURM
         time-limit check reads them) and save everything ``resume`` restores. ``method_state`` holds the
         method's own loop state (arrays, tensors, numbers, lists, dicts)."""

@@ -1,8 +1,8 @@
 """Clean-sample selection, shared by TURN, DivideMix, UNICON and confident learning.
 
 GMM posterior over per-sample losses (DivideMix, TURN), a loss threshold, confident learning via
-cleanlab (optional, AGPL-3.0: ``pip install nlbench[cl]``), and UNICON's Jensen-Shannon divergence with
-its per-class uniform quota.
+cleanlab (optional, AGPL-3.0: ``pip install nlbench[cl]``) on out-of-fold linear-probe probabilities (CL,
+TURN's selector='cl'), and UNICON's Jensen-Shannon divergence with its per-class uniform quota.
 """
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ import importlib.util
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from nlbench.engine.losses import cross_entropy
 from nlbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nlbench.engine.train import Criterion, Trainer
 
 CL_MISSING = ("confident learning needs the optional package cleanlab (AGPL-3.0, kept out of the core): "
               "pip install nlbench[cl]")
@@ -182,6 +188,39 @@ def confident_clean(labels: np.ndarray, pred_probs: np.ndarray, *,
     # pool's workers would inherit nlbench's SIGTERM handler. One process gives the same flags.
     issues = find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1)
     return ~np.asarray(issues, dtype=bool)
+
+
+def out_of_fold_probs(trainer: Trainer, *, folds: int = 5, epochs: int | None = None,
+                      criterion: Criterion = cross_entropy) -> np.ndarray:
+    """(N, C) out-of-fold predicted probabilities of linear probes on the cached view-0 features.
+
+    The training set is split into ``folds`` stratified (by noisy label), seeded folds; for each, a fresh
+    linear head is trained on the other folds with ``criterion`` and the engine's LP recipe (optimiser,
+    learning rate, batch size, schedule; ``epochs`` defaults to lp_epochs) and predicts its held-out
+    fold. No backbone pass beyond the feature cache.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    labels = np.asarray(trainer.labels)
+    counts = np.bincount(labels, minlength=trainer.num_classes)
+    # Stratify where every present class can fill every fold; otherwise plain shuffled folds.
+    splitter = (StratifiedKFold if counts[counts > 0].min() >= folds else KFold)(
+        n_splits=folds, shuffle=True, random_state=trainer.seed)
+    probs = np.zeros((trainer.num_train, trainer.num_classes))
+    for fold, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fit = trainer.linear_probe(criterion, epochs=epochs, index=fit_idx, desc=f"CL fold {fold}")
+        logits = trainer.probe_logits(fit.model, "train")[torch.as_tensor(held_idx, device=trainer.device)]
+        probs[held_idx] = torch.softmax(logits, 1).cpu().numpy()
+    return probs
+
+
+def cl_select(trainer: Trainer, *, folds: int = 5, epochs: int | None = None, criterion: Criterion = cross_entropy,
+              filter_by: str = "prune_by_noise_rate") -> np.ndarray:
+    """(N,) bool mask confident learning keeps, from out-of-fold probe probabilities."""
+    probs = out_of_fold_probs(trainer, folds=folds, epochs=epochs, criterion=criterion)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cleanlab warns about tiny classes; the mask is what counts
+        return confident_clean(trainer.labels, probs, filter_by=filter_by)
 
 
 # ------------------------------------------------------------------ UNICON: JSD + uniform selection

@@ -1,4 +1,5 @@
-"""Semi-supervised formulas shared by DivideMix and UNICON.
+"""Semi-supervised formulas shared by DivideMix and UNICON, and the checks and schedule of their shared options
+(``check_semisup_fields``, ``resolve_schedule``).
 
 Formulas (B labelled, B_u unlabelled samples, C classes):
 
@@ -22,11 +23,16 @@ The two-network plumbing that uses them is ``nlbench.engine.network_pair``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nlbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nlbench.engine.method_api import CellContext
 
 
 # --------------------------------------------------------------------------- formulas
@@ -123,3 +129,48 @@ def onehot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 def check_unit_interval(name: str, value: float, method: str) -> None:
     if not 0.0 < value < 1.0:
         raise ConfigError(f"{method} {name} must lie in (0, 1); got {value}")
+
+
+# --------------------------------------------------------------------------- options and schedule
+def check_semisup_fields(method: Any, name: str) -> None:
+    """Ranges of the fields DivideMix and UNICON share (T, alpha, lambda_u, views, epochs, warmup_epochs,
+    rampup_epochs, and loss_window where the method has it); raise ConfigError naming ``name``."""
+    if method.T <= 0:
+        raise ConfigError(f"{name} T must be > 0; got {method.T}")
+    if method.alpha <= 0:
+        raise ConfigError(f"{name} alpha must be > 0; got {method.alpha}")
+    if method.lambda_u is not None and method.lambda_u < 0:
+        raise ConfigError(f"{name} lambda_u must be ≥ 0; got {method.lambda_u}")
+    if method.views < 1:
+        raise ConfigError(f"{name} views (K) must be ≥ 1; got {method.views}")
+    if method.epochs is not None and method.epochs < 1:
+        raise ConfigError(f"{name} epochs must be ≥ 1; got {method.epochs}")
+    if method.warmup_epochs is not None and method.warmup_epochs < 0:
+        raise ConfigError(f"{name} warmup_epochs must be ≥ 0; got {method.warmup_epochs}")
+    if method.warmup_epochs is not None and method.epochs is not None and method.warmup_epochs >= method.epochs:
+        raise ConfigError(f"{name} warmup_epochs ({method.warmup_epochs}) must be < epochs ({method.epochs})")
+    if method.rampup_epochs is not None and method.rampup_epochs < 0:
+        raise ConfigError(f"{name} rampup_epochs must be ≥ 0; got {method.rampup_epochs}")
+    if getattr(method, "loss_window", None) is not None and method.loss_window < 1:
+        raise ConfigError(f"{name} loss_window must be ≥ 1; got {method.loss_window}")
+
+
+def resolve_schedule(method: Any, ctx: CellContext, ref_epochs: int, ref_warmup: int, ref_rampup: float, name: str,
+                     *, lambda_u: float | None = None) -> tuple[int, int, float, float, bool]:
+    """(epochs, warm-up epochs, ramp epochs, λ_u, confidence penalty) of a run, defaults resolved.
+
+    λ_u: the method's field, else ``lambda_u`` (a setting the method resolved itself)."""
+    cfg, mode = ctx.engine.config, ctx.mode
+    epochs = method.epochs or (cfg.lp_epochs if mode == "lp" else cfg.fft_epochs)
+    warmup, rampup = scaled_schedule(epochs, ref_epochs=ref_epochs, ref_warmup=ref_warmup, ref_rampup=ref_rampup,
+                                     warmup=method.warmup_epochs, rampup=method.rampup_epochs)
+    noise = ctx.noise
+    lambda_u = method.lambda_u if method.lambda_u is not None else lambda_u
+    if lambda_u is None:
+        raise ConfigError(f"{name}: lambda_u must be given")
+    penalty = method.confidence_penalty
+    if penalty is None:
+        penalty = noise is not None and noise.model == "asym"
+    if warmup >= epochs:
+        ctx.log(f"{name}: warm-up takes all {epochs} epochs; no semi-supervised epoch runs")
+    return epochs, warmup, rampup, float(lambda_u), bool(penalty)

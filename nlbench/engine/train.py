@@ -27,19 +27,19 @@ from nlbench.engine.checkpoint import criterion_state, set_criterion_state
 from nlbench.engine.compile import REFERENCE_SIZE, compile_pays
 from nlbench.engine.config import TrainConfig
 from nlbench.engine.distortion import SavedTestFeatures, save_test_features
-from nlbench.engine.features import FeatureCache, FeatureKey, extract_features, features_tensor
+from nlbench.engine.features import (
+    FeatureCache,
+    FeatureKey,
+    bf16_autocast,
+    cached_features,
+    extract_features,
+    features_tensor,
+    frozen_backbone,
+    resolve_device,
+)
 from nlbench.engine.images import ImageSource
 from nlbench.engine.training_state import CellProgress, EpochCheckpoint, Fit, Network  # noqa: F401 (Fit: re-exported)
 from nlbench.engine.transforms import BatchTransform
-from nlbench.errors import ConfigError
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 @contextlib.contextmanager
@@ -194,9 +194,10 @@ class Trainer:
         self.seed = seed
         self.log = log
         self.progress = progress
-        self.amp = self.device.type == "cuda" and config.amp == "bf16"
+        self.amp = bf16_autocast(config, self.device)
         self._features: dict[tuple[str, int], torch.Tensor] = {}
-        self._frozen_backbone: Backbone | None = None
+        # One frozen backbone serves every split and view the cache misses (built on the first miss).
+        self._frozen_backbone = frozen_backbone(self.build_backbone, config, self.device)
         self.cache_events: dict[str, str] = {}
         # Selections, cost counters, fine-tuning epoch seconds and resumes of the cell's phases (the record's
         # selection and cost fields); every training loop, the engine's and a method's, adds to it.
@@ -215,7 +216,7 @@ class Trainer:
     def num_train(self) -> int:
         return len(self.labels)
 
-    # Read views of ``cell_progress`` (the runner builds the record from them).
+    # Read views of ``cell_progress`` (``nlbench.run.cell.run_cell`` builds the record from them).
     @property
     def counters(self) -> dict[str, int]:
         return self.cell_progress.counters
@@ -226,7 +227,7 @@ class Trainer:
 
     @property
     def fft_epoch_seconds(self) -> list[float] | None:
-        """Seconds of each fine-tuning epoch (the runner's time-limit estimate reads them from records)."""
+        """Seconds of each fine-tuning epoch (the SLURM executor's time-limit estimate reads them from records)."""
         return self.cell_progress.epoch_seconds
 
     @property
@@ -256,24 +257,10 @@ class Trainer:
         the k-th seeded augmented view. Read from the feature cache, computed once on a miss."""
         if (split, view) in self._features:
             return self._features[(split, view)]
-        key = self._feature_key(split, view)
-
-        def compute() -> np.ndarray:
-            # One frozen backbone serves every split and view the cache misses (built on the first miss).
-            if self._frozen_backbone is None:
-                self._frozen_backbone = self.build_backbone()
-                model = self._frozen_backbone.model.to(self.device)
-                if self.channels_last_for(self._frozen_backbone):
-                    model.to(memory_format=torch.channels_last)
-            backbone = self._frozen_backbone
-            channels_last = self.channels_last_for(backbone)
-            return extract_features(
-                backbone.model, self.images(split), self._transform(backbone, view > 0),
-                batch_size=self.config.eval_batch_size, device=self.device, amp=self.amp,
-                channels_last=channels_last, seed=view, counter=self._count_forward,
-            )
-
-        array, hit = self._feature_cache.get_or_compute(key, len(self.images(split)), compute, log=self.log)
+        array, hit = cached_features(
+            self._feature_cache, self._feature_key(split, view), self.images(split), self._frozen_backbone,
+            self._transform, self.config, self.device, counter=self._count_forward, log=self.log,
+        )
         self.cache_events[f"{split}/view{view}"] = "hit" if hit else "fill"
         tensor = features_tensor(array, self.device)  # memory-mapped on CPU: never copied whole
         self._features[(split, view)] = tensor
@@ -294,7 +281,7 @@ class Trainer:
         return self.config.channels_last and backbone.channels_last
 
     def log_selection(self, selected: np.ndarray, *, epoch: int, phase: str) -> None:
-        """Record a selected clean set (indices or boolean mask over the training set); the runner scores
+        """Record a selected clean set (indices or boolean mask over the training set); ``nlbench.run.cell`` scores
         it against the true noise mask, which methods never see."""
         self.cell_progress.log_selection(selected, self.num_train, epoch=epoch, phase=phase)
 

@@ -67,7 +67,7 @@ class CellProgress:
 
     selections: one {phase, epoch, mask} per logged selected set; counters: cost counters (backbone passes,
     backbones built, a method's own); epoch_seconds: seconds of each fine-tuning epoch, None while no
-    fine-tuning ran (the runner's time-limit estimate reads them); resumed_from: the (call, epoch) each
+    fine-tuning ran (the SLURM executor's time-limit estimate reads them); resumed_from: the (call, epoch) each
     resumed loop restarted from, None when none resumed."""
 
     selections: list[dict] = field(default_factory=list)

@@ -7,7 +7,10 @@ backbone, columns mode × method, cells "best / last".
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from importlib import resources
 
 import numpy as np
@@ -15,24 +18,12 @@ import pandas as pd
 
 from nlbench.errors import ConfigError
 from nlbench.registry import METHODS
+from nlbench.report.metrics import FORMATS, LOWER_IS_BETTER, METRICS
 
 MODE_ORDER = ["fft", "lp", "lp-fft"]
 MODE_LABEL = {"fft": "FFT", "lp": "LP", "lp-fft": "LP-FFT"}
 NOISE_ORDER = ["sym", "asym", "inst", "none"]
 
-METRICS = {
-    "test_acc_best": "test accuracy (%) at the best validation epoch",
-    "test_acc_last": "test accuracy (%) at the last epoch",
-    "val_acc_best": "best validation accuracy (%)",
-    "time": "wall time per cell (s)",
-    "realized_rate": "realized noise rate of the training labels",
-    "selection_f1": "F1 (%) of the last selected clean set against the true clean mask",
-    "backbone_forward_images": "images passed forward through a backbone per cell (feature-cache fills included)",
-    "backbone_backward_images": "images backpropagated through a backbone per cell",
-}
-# Costs: lower is better (bold marks the cheapest).
-LOWER_IS_BETTER = ("time", "realized_rate", "backbone_forward_images", "backbone_backward_images")
-FORMATS = ("markdown", "latex", "csv")
 MISSING = "–"  # a cell without records (markdown); LaTeX prints "--", CSV leaves the field empty
 
 
@@ -42,9 +33,28 @@ def method_key(record: dict) -> str:
     return f"{record['method']}@{tag}" if tag else record["method"]
 
 
-def _method_meta(name: str) -> dict:
+# Methods' table facts given by the caller (``method_facts``); None: read from the registry.
+_FACTS: ContextVar[Mapping[str, Mapping] | None] = ContextVar("method_facts", default=None)
+
+
+@contextlib.contextmanager
+def method_facts(facts: Mapping[str, Mapping]) -> Iterator[None]:
+    """Within the block, tables take methods' label, order and paper name from ``facts`` (name → its
+    registration's values, as ``nlbench.run.grid_memo`` remembers them) instead of the registry, whose
+    loading imports every method's code (torch). Methods missing from ``facts`` still come from the registry."""
+    token = _FACTS.set(facts)
+    try:
+        yield
+    finally:
+        _FACTS.reset(token)
+
+
+def _method_meta(name: str) -> Mapping:
     """A method's registration (label, order, paper name); {} for a method no longer registered (its old
     records still tabulate, under their key)."""
+    facts = _FACTS.get()
+    if facts is not None and name in facts:
+        return facts[name]
     return METHODS.entry(name).meta if name in METHODS else {}
 
 
@@ -241,7 +251,16 @@ def render(records: list[dict], *, layout: str = "table1", metric: str = "test_a
         raise ConfigError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     if not records:
         raise ConfigError("no finished records to tabulate (run the grid first: nlbench run --grid NAME)")
-    df = records_frame(records, metric)
+    return render_frame(records_frame(records, metric), layout=layout, metric=metric, fmt=fmt, realized=realized,
+                        paper=paper)
+
+
+def render_frame(df: pd.DataFrame, *, layout: str = "table1", metric: str = "test_acc_best", fmt: str = "markdown",
+                 realized: bool = False, paper: bool = False) -> str:
+    """``render`` of a frame in ``records_frame``'s columns (``nlbench.report.leaderboard`` makes one from the
+    tidy frame of ``nlbench.results``)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     if paper:
         df = with_paper(df, metric)
     if layout == "real":

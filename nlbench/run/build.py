@@ -1,38 +1,25 @@
 """The engine of one cell: the ``Trainer`` a cell spec and its dataset make (identities: nlbench.engine.identity).
 
-``build_trainer`` is the one place a cell's engine is assembled: ``nlbench.run.cell.run_cell`` trains with it,
-and instance-dependent noise on backbone features (``nlbench.run.labels``) reads features through it, so both
-see the very feature-cache entries the cell's linear-probe phase uses.
+``build_trainer`` is the one place a cell's engine is assembled; ``nlbench.run.cell.run_cell`` trains with it.
+Its backbone and preprocessing come from ``nlbench.run.cell_inputs``, as the features that instance-dependent
+noise reads (``nlbench.run.labels``) do.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nlbench.backbones import create_backbone
 from nlbench.datasets import Dataset
 from nlbench.engine.features import FeatureCache
 from nlbench.engine.identity import cell_feature_key
 from nlbench.engine.images import image_source
 from nlbench.engine.train import Trainer
-from nlbench.engine.transforms import BatchTransform
+from nlbench.run.cell_inputs import cell_backbone, cell_transform
 from nlbench.run.spec import CellSpec
-
-
-def make_transform(spec: CellSpec, dataset: Dataset) -> Callable:
-    input_size = spec.train.get("input_size")
-
-    def transform(backbone, augment: bool) -> BatchTransform:
-        size = (input_size, input_size) if input_size else tuple(backbone.input_size)
-        return BatchTransform(size=size, mean=backbone.mean, std=backbone.std,
-                              interpolation=backbone.interpolation, augment=augment, hflip=dataset.hflip)
-
-    return transform
 
 
 def build_trainer(spec: CellSpec, dataset: Dataset, cache: str | Path, *, labels: np.ndarray,
@@ -50,11 +37,10 @@ def build_trainer(spec: CellSpec, dataset: Dataset, cache: str | Path, *, labels
         test_labels=test_labels,
         extra_test_labels=extra_test_labels,
         images=lambda split, device: image_source(dataset.split(split), device),
-        backbone_factory=functools.partial(create_backbone, spec.backbone, pretrained=True,
-                                           weights=spec.backbone_weights, tag=spec.backbone_tag),
+        backbone_factory=cell_backbone(spec),
         feature_cache=FeatureCache(cache),
         feature_key=cell_feature_key(spec, dataset),
-        transform=make_transform(spec, dataset),
+        transform=cell_transform(spec, dataset),
         seed=spec.seed,
         log=log,
         progress=progress,

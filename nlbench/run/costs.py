@@ -21,18 +21,23 @@ What a grid costs (``estimate_gpu_hours``; ``CostEstimate.format`` prints each a
   slowest, 31 s, counted once per compiled fine-tuning run: an upper bound, since torch reuses compiled
   code across runs of one architecture in a process). The engine (``Trainer.fine_tune``) makes the same
   decision with the same function.
-* Input pipeline: datasets held on the device as one uint8 tensor (CIFAR, digits, Fashion-MNIST) cost
-  0.34 ms per batch of 128 for crop, flip, resize and normalise (reference figure). Datasets read by
-  path are assumed decoded as fast as the GPU trains (``benchmarks/loader.py`` prints the workers that
-  takes); their decoding is not counted.
+* Dataset sizes: each dataset declares its (train, val, test) images at its default options where it
+  registers (``register_dataset(..., sizes=..., variant_sizes=...)``, read through
+  ``nlbench.registry.dataset_facts``); a cell's dataset options ``train_size``/``val_size``/``test_size``
+  win, then ``estimate_gpu_hours``'s ``train_size`` argument, then the declared sizes. A dataset without
+  declared sizes (a user's folder or CSV) is reported, not counted.
+* Input pipeline: datasets held on the device as one uint8 tensor (those registered ``in_memory=True``: CIFAR,
+  digits, Fashion-MNIST) cost 0.34 ms per batch of 128 for crop, flip, resize and normalise (reference
+  figure). Datasets read by path are assumed decoded as fast as the GPU trains (``benchmarks/loader.py``
+  prints the workers that takes); their decoding is not counted.
 * What a method's fine-tuning costs travels with its registration (``register_method``): ``fft_passes``,
-  backbone training passes per image and epoch relative to CE (two networks: 2; DivideMix/UNICON's
-  MixMatch steps: about 6 and 7), and ``fft_subset``. For TURN ('clean') the epochs run over the selected
+  backbone training passes per image and epoch relative to CE (two networks: 2; DivideMix/UNICON's MixMatch
+  steps: about 6 and 7), and ``fft_subset``. For TURN ('clean') the epochs run over the selected
   class-balanced subset, whose size is not known before the run; we assume the expected clean share of the
-  training labels, ``1 − rate`` for synthetic noise, and ``1 − REAL_NOISE_RATE[dataset]`` for real noise
-  (noise 'none'). It is an upper bound of the class-balanced set (the balanced draw keeps n = min_c |clean_c|
-  per class) as long as the selection is precise. LP-FT cells of the losses (mode 'lp-fft', subset 'all')
-  fine-tune on every sample.
+  training labels, ``1 − rate`` for synthetic noise, and 1 − the dataset's registered ``real_noise_rate`` for
+  real noise (noise 'none'). It is an upper bound of the class-balanced set (the balanced draw keeps
+  n = min_c |clean_c| per class) as long as the selection is precise. LP-FT cells of the losses (mode 'lp-fft',
+  subset 'all') fine-tune on every sample.
 * LP and LP-FFT cells share features: one pass per feature set (``nlbench.engine.identity.feature_group``:
   backbone, resolved weights, dataset, preprocessing), split and view over the whole grid, at the feature
   rate: train, val and test at view 0, plus train views 1..K for methods with K cached augmented views
@@ -56,7 +61,7 @@ from nlbench.backbones import BackboneCost, forward_gflops
 from nlbench.engine.compile import REFERENCE_SIZE, compile_pays, measured_cost
 from nlbench.engine.identity import feature_group
 from nlbench.errors import ConfigError
-from nlbench.registry import BACKBONES, METHODS
+from nlbench.registry import BACKBONES, METHODS, dataset_facts
 from nlbench.run.spec import CellSpec
 
 __all__ = ["BackboneCost", "backbone_cost", "measured_cost", "estimate_gpu_hours", "compile_pays"]
@@ -98,36 +103,14 @@ HARDWARE = "NVIDIA H100 80GB HBM3 (reference figures of docs/performance.md, 202
 # Crop, flip, resize to 224 and normalise of a batch of 128 uint8 CIFAR images held on the GPU: 0.34 ms
 # (docs/performance.md), per training image.
 DEVICE_PIPELINE_S_PER_IMG = 0.34e-3 / 128
-# Datasets an ImageSource holds on the device as one uint8 tensor (nlbench.engine.images.TensorImages).
-IN_MEMORY_DATASETS = frozenset({"cifar10", "cifar100", "cifar10n", "cifar100n", "digits", "fashion_mnist"})
 
 
 def compiled_for(cell: CellSpec, backbone: str, train_images: float, scale: float) -> bool:
     """The compile decision of a cell's fine-tuning run: [train] compile true/false, or 'auto'."""
-    setting = cell.train.get("compile", "auto")
+    setting = cell.train_config.compile
     if setting == "auto":
         return compile_pays(backbone, train_images, scale=scale)
     return bool(setting)
-
-# (train, val, test) images at each loader's default options; a cell's dataset_options train_size /
-# val_size / test_size win. Sources: the loaders in nlbench/datasets/ and the datasets' papers.
-SPLIT_SIZES: dict[str, tuple[int, int, int]] = {
-    "cifar10": (47_500, 2_500, 10_000),  # 50k training images − 2.5k held out (the paper's CIFAR split)
-    "cifar100": (47_500, 2_500, 10_000),
-    "cifar10n": (47_500, 2_500, 10_000),
-    "cifar100n": (47_500, 2_500, 10_000),
-    "clothing1m": (1_000_000, 14_313, 10_526),  # Xiao et al. 2015 key lists
-    "webvision": (2_400_000 - 2_500, 2_500, 50_000),  # ≈ 2.4M Google + Flickr; 2.5k held out; WebVision val
-    "webvision/mini": (66_000 - 2_500, 2_500, 2_500),  # ≈ 66k Google images of 50 classes (Jiang et al. 2018)
-    "digits": (1_257, 180, 360),  # scikit-learn digits, nlbench's 70/10/20 split
-}
-# Estimated noise rates of the real-noise datasets, for the size of TURN's clean subset.
-REAL_NOISE_RATE = {
-    "clothing1m": 0.385,  # Xiao et al. 2015: 61.54 % of the noisy labels are correct
-    "webvision": 0.20,  # Li et al. 2017: about 20 % label noise
-    "cifar10n": 0.40,  # CIFAR-10N "worst" labels, 40.21 % noise (Wei et al. 2022)
-    "cifar100n": 0.40,  # CIFAR-100N fine labels, 40.20 % noise (Wei et al. 2022)
-}
 
 
 @dataclass
@@ -214,10 +197,11 @@ def _count(n: float) -> str:
 
 
 def split_sizes(cell: CellSpec, train_size: dict[str, int] | None = None) -> tuple[int, int, int] | None:
-    """(train, val, test) images of the cell's dataset: dataset_options, then ``train_size``, then the table."""
+    """(train, val, test) images of the cell's dataset: dataset_options, then ``train_size``, then the sizes
+    the dataset declares (of the cell's variant); None where none of them gives the training images."""
     opts = cell.dataset_options or {}
-    key = f"{cell.dataset}/{opts['variant']}" if opts.get("variant") not in (None, "full") else cell.dataset
-    table = SPLIT_SIZES.get(key)
+    facts = dataset_facts(cell.dataset)
+    table = facts.sizes_for(opts.get("variant")) if facts is not None else None
     train = opts.get("train_size") or (train_size or {}).get(cell.dataset) or (table[0] if table else None)
     if train is None:
         return None
@@ -226,11 +210,19 @@ def split_sizes(cell: CellSpec, train_size: dict[str, int] | None = None) -> tup
     return int(train), int(val), int(test)
 
 
+def in_memory(dataset: str) -> bool:
+    """Whether ``dataset`` is registered as held in memory (its images cross to the device once)."""
+    facts = dataset_facts(dataset)
+    return facts is not None and facts.in_memory
+
+
 def clean_fraction(cell: CellSpec) -> float:
     """Expected share of correct training labels: 1 − rate for synthetic noise; for noise 'none' (the
-    labels as given) 1 − REAL_NOISE_RATE of a real-noise dataset, 1 for any other."""
+    labels as given) 1 − the registered real_noise_rate of a real-noise dataset, 1 for any other."""
     if cell.noise == "none":
-        return 1.0 - REAL_NOISE_RATE.get(cell.dataset, 0.0)
+        facts = dataset_facts(cell.dataset)
+        rate = facts.real_noise_rate if facts is not None else None
+        return 1.0 - (rate or 0.0)
     return 1.0 - cell.rate
 
 
@@ -259,11 +251,11 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
             continue
         n_train, n_val, n_test = sizes
         row = rows.setdefault(cell.backbone, BackboneHours(cell.backbone))
-        input_size = cell.train.get("input_size") or REFERENCE_SIZE
+        input_size = cell.train_config.input_size or REFERENCE_SIZE
         scale = (input_size / REFERENCE_SIZE) ** 2
         seconds = 0.0
         if cell.mode in ("fft", "lp-fft"):
-            epochs = int(cell.method_params.get("fft_epochs", cell.train.get("fft_epochs", 10)))
+            epochs = int(cell.method_params.get("fft_epochs", cell.train_config.fft_epochs))
             method = METHODS.entry(cell.method).meta
             share = clean_fraction(cell) if method["fft_subset"] == "clean" else 1.0
             share *= method["fft_passes"]
@@ -276,12 +268,12 @@ def estimate_gpu_hours(cells: list[CellSpec], train_size: dict[str, int] | None 
             if compiled and cost.compile_s is not None:
                 parts["compile"] = cost.compile_s
                 row.compiled_runs += 1
-            if cell.dataset in IN_MEMORY_DATASETS:
+            if in_memory(cell.dataset):
                 parts["input pipeline"] = epochs * n_train * share * DEVICE_PIPELINE_S_PER_IMG
             for kind, sec in parts.items():
                 row.seconds[kind] += sec
                 seconds += sec
-            batch = int(cell.train.get("fft_batch_size", REFERENCE_TRAIN_BATCH) or REFERENCE_TRAIN_BATCH)
+            batch = cell.train_config.fft_batch_size
             if batch != REFERENCE_TRAIN_BATCH:
                 batch_sizes.add(batch)
             if cell.mode == "fft":

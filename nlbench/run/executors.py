@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 import submitit
 import tomllib
 
-from nlbench.engine.identity import backbone_ref, feature_group
 from nlbench.errors import ConfigError
 from nlbench.run.records import is_done, read_record
 from nlbench.run.spec import CellSpec
@@ -197,7 +196,9 @@ class JobGroup:
     def label(self) -> str:
         first = self.cells[0]
         if self.kind == "lp":
-            size = first.train.get("input_size") or "native"
+            from nlbench.engine.identity import backbone_ref  # torch-backed: `nlbench status` loads without it
+
+            size = first.train_config.input_size or "native"
             return f"LP group {backbone_ref(first.backbone, first.backbone_tag)}/" \
                    f"{first.dataset} @ {size} px: {len(self.cells)} cell(s)"
         return first.cell_id
@@ -205,6 +206,8 @@ class JobGroup:
 
 def feature_group_key(spec: CellSpec) -> str:
     """What decides a linear-probe cell's cached features (``nlbench.engine.identity.feature_group``)."""
+    from nlbench.engine.identity import feature_group  # torch-backed: `nlbench status` loads without it
+
     return feature_group(spec)
 
 
@@ -345,6 +348,8 @@ class EpochEstimate:
 def epoch_estimate(spec: CellSpec, results: Path, *, gpu: bool) -> EpochEstimate | None:
     """The longest fine-tuning epoch measured for this backbone, dataset, input size and batch size in any
     finished record under ``results`` (on a GPU when ``gpu``, else on the CPU), or None without one."""
+    from nlbench.engine.identity import backbone_ref  # torch-backed: `nlbench status` loads without it
+
     prefix = f"{spec.dataset}__{backbone_ref(spec.backbone, spec.backbone_tag)}__"
     best: EpochEstimate | None = None
     for path in sorted(Path(results).glob(f"*/records/{prefix}*.json")):
@@ -358,7 +363,7 @@ def epoch_estimate(spec: CellSpec, results: Path, *, gpu: bool) -> EpochEstimate
         seconds = record.cost.fft_epoch_s
         if not seconds or (record.env.get("cuda") is not None) != gpu:
             continue
-        if any(train.get(k) != spec.train.get(k) for k in ("input_size", "fft_batch_size")):
+        if any(train.get(k) != getattr(spec.train_config, k) for k in ("input_size", "fft_batch_size")):
             continue
         if best is None or max(seconds) > best.seconds:
             best = EpochEstimate(float(max(seconds)), str(path))
@@ -380,8 +385,8 @@ def check_time_limit(groups: list[JobGroup], options: SlurmOptions, results: Pat
         for spec in group.cells:
             if spec.mode == "lp":
                 continue
-            key = (spec.dataset, spec.backbone, spec.backbone_tag, spec.train.get("input_size"),
-                   spec.train.get("fft_batch_size"))
+            key = (spec.dataset, spec.backbone, spec.backbone_tag, spec.train_config.input_size,
+                   spec.train_config.fft_batch_size)
             if key in seen:
                 continue
             seen.add(key)

@@ -9,12 +9,15 @@ tables {name, tag, weights}), ``noise`` (tables {model, rate, and options}), ``m
 {method, mode, params, tag}: ``tag`` names a variant, so one method can appear twice with
 different params), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), ``[dataset_options.NAME]``,
 ``val_labels`` ('noisy' or 'clean') and ``[slurm]``.
+
+A ``Grid`` holds a table the schema (``nlbench.run.schema.check_grid_table``) has checked: ``load_grid`` and
+``Grid.from_table`` run it, once, and ``expand`` trusts it.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -22,22 +25,32 @@ import tomllib
 
 from nlbench.engine.config import TrainConfig
 from nlbench.errors import ConfigError
-from nlbench.methods import build_method, method_params
-from nlbench.registry import BACKBONES, DATASETS, NOISE
-from nlbench.run.schema import SAFE_NAME, check_grid_table
+from nlbench.run.overrides import apply_overrides
+from nlbench.run.schema import check_grid_table
 from nlbench.run.spec import CellSpec
 
 LAYOUTS = ("table1", "real")
-TAG_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
 class Grid:
+    """A grid whose table the schema has checked (``raw``: with its paths resolved). Made by ``load_grid``
+    or ``Grid.from_table``; ``expand`` checks it no further."""
+
     name: str
     description: str
     layout: str
     raw: dict
     source: str
+    overrides: tuple[str, ...] = ()  # the --set KEY=VALUE applied to the file (nlbench.run.overrides)
+
+    @classmethod
+    def from_table(cls, table: dict, *, name: str, source: str | Path | None = None) -> Grid:
+        """A grid from a parsed table: checked by the schema (``source``, a grid file, resolves its relative
+        paths); ``name`` unless the table sets one."""
+        raw = check_grid_table(table, source=source, label=None if source is not None else name)
+        return cls(name=raw.get("name", name), description=raw.get("description", ""),
+                   layout=raw.get("layout", "table1"), raw=raw, source=str(source if source is not None else name))
 
     @property
     def slurm(self) -> dict:
@@ -61,9 +74,10 @@ def list_grids() -> list[tuple[str, str]]:
     return out
 
 
-def load_grid(name_or_path: str) -> Grid:
-    """A registered grid by name, or a grid file by path; its schema checked (``grid_schema``) and its
-    relative paths resolved against the file's folder."""
+def load_grid(name_or_path: str, overrides: Iterable[str] = ()) -> Grid:
+    """A registered grid by name, or a grid file by path; ``overrides`` (``KEY=VALUE``, see
+    ``nlbench.run.overrides``) applied to it, its schema checked (``nlbench.run.schema``) and its relative
+    paths resolved against the file's folder."""
     files = grid_files()
     path = Path(name_or_path)
     if name_or_path in files:
@@ -77,66 +91,44 @@ def load_grid(name_or_path: str) -> Grid:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read grid file {str(path)!r}: {exc}") from None
-    raw = check_grid_table(raw, source=path)
-    return Grid(name=raw.get("name", path.stem), description=raw.get("description", ""),
-                layout=raw.get("layout", "table1"), raw=raw, source=str(path))
-
-
-def _as_list(raw: dict, key: str, grid: str) -> list:
-    value = raw.get(key)
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"grid {grid!r}: '{key}' must be a non-empty list")
-    return value
+    overrides = tuple(overrides)
+    try:
+        grid = Grid.from_table(apply_overrides(raw, overrides), name=path.stem, source=path)
+    except ConfigError as exc:
+        if not overrides or str(exc).startswith("--set"):
+            raise
+        raise ConfigError(f"{exc} (with --set {' --set '.join(overrides)})") from None
+    return replace(grid, overrides=overrides)
 
 
 def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
-    """All cells of ``grid`` in a stable order, validated. ``seeds`` overrides the grid's seed list with
-    range(seeds)."""
-    if not (isinstance(grid.name, str) and SAFE_NAME.fullmatch(grid.name)):
-        raise ConfigError(f"grid name {grid.name!r} is not one path component (letters, digits, '.', '-', '_')")
-    raw = check_grid_table(grid.raw, label=grid.name)
-    datasets = _as_list(raw, "datasets", grid.name)
-    backbones = [b if isinstance(b, dict) else {"name": b} for b in _as_list(raw, "backbones", grid.name)]
-    noises = _as_list(raw, "noise", grid.name)
-    methods = _as_list(raw, "methods", grid.name)
-    seed_list = list(range(seeds)) if seeds is not None else list(raw.get("seeds", [0]))
+    """All cells of ``grid`` in a stable order. The grid's table was checked when the grid was made; what is
+    checked here is ``seeds`` (a command-line override: range(seeds) replaces the grid's seed list), each
+    method's mode and params' ranges (``build_method``: the method's own code), and that no two entries make
+    the same cell."""
+    from nlbench.methods import build_method, method_params  # torch-backed: loading a grid file needs no torch
+
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ConfigError(f"--seeds must be ≥ 1; got {seeds}")
-    train = asdict(TrainConfig.from_dict(dict(raw.get("train", {}))))  # checked here; each spec types it again
+    raw = grid.raw
+    backbones = [b if isinstance(b, dict) else {"name": b} for b in raw["backbones"]]
+    seed_list = list(range(seeds)) if seeds is not None else list(raw.get("seeds", [0]))
+    # Every [train] field, defaults filled in: what records store and the config hash reads.
+    train = asdict(TrainConfig(**raw.get("train", {})))
     val_labels = raw.get("val_labels", "noisy")
-    if val_labels not in ("noisy", "clean"):
-        raise ConfigError(f"grid {grid.name!r}: val_labels {val_labels!r}; expected one of: clean, noisy")
     dataset_options = raw.get("dataset_options", {})
-
-    for d in datasets:
-        DATASETS.entry(d)
-    for b in backbones:
-        BACKBONES.entry(b.get("name", ""))
     resolved_noise = []
-    for n in noises:
+    for n in raw["noise"]:
         n = dict(n)
-        model, rate = n.pop("model", None), n.pop("rate", 0.0)  # rate: range-checked by check_grid_table
-        NOISE.entry(model or "")
+        model, rate = n.pop("model"), n.pop("rate", 0.0)  # rate: absent for model "none" (real noise)
         resolved_noise.append((model, float(rate), n))
     resolved_methods = []
-    for m in methods:
-        if not isinstance(m, dict):
-            raise ConfigError(f"grid {grid.name!r}: a methods entry must be a table {{method, mode, params, tag}}; "
-                              f"got {m!r}")
-        unknown = sorted(set(m) - {"method", "mode", "params", "tag"})
-        if unknown:
-            raise ConfigError(f"grid {grid.name!r}: unknown field(s) {', '.join(unknown)} in the methods entry of "
-                              f"{m.get('method')!r}; expected: method, mode, params, tag")
-        name, mode = m.get("method", ""), m.get("mode", "")
-        method = build_method(name, mode, m.get("params", {}))
-        tag = m.get("tag")
-        if tag is not None and not (isinstance(tag, str) and TAG_PATTERN.fullmatch(tag)):
-            raise ConfigError(f"grid {grid.name!r}: method tag {tag!r} of {name!r}; expected letters, digits, '.', "
-                              "'-' or '_'")
-        resolved_methods.append((name, mode, method, tag))
+    for m in raw["methods"]:
+        name, mode = m["method"], m["mode"]
+        resolved_methods.append((name, mode, build_method(name, mode, m.get("params", {})), m.get("tag")))
 
     cells = []
-    for dataset in datasets:
+    for dataset in raw["datasets"]:
         for b in backbones:
             for model, rate, noise_options in resolved_noise:
                 for name, mode, method, tag in resolved_methods:

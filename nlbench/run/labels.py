@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nlbench.atomic import atomic_write_bytes
+from nlbench.atomic import atomic_write_bytes, hash_file
 from nlbench.datasets import Dataset
-from nlbench.engine.identity import feature_group
+from nlbench.engine.features import FeatureCache, cached_features, frozen_backbone, resolve_device
+from nlbench.engine.identity import cell_feature_key, feature_group
+from nlbench.engine.images import image_source
 from nlbench.errors import ConfigError
 from nlbench.noise import NoisyLabels, apply_noise, label_digest, transition_matrix
-from nlbench.run.build import build_trainer
+from nlbench.run.cell_inputs import cell_backbone, cell_transform
 from nlbench.run.spec import CellSpec
 
 # Bump when a noise model's output changes for the same arguments: saved labels of older versions are then
@@ -82,13 +84,17 @@ def noise_inputs(dataset: Dataset, kind: str, *, spec: CellSpec | None = None,
 
 
 def _backbone_features(spec: CellSpec, dataset: Dataset, cache: Path) -> np.ndarray:
-    # The cell's own engine (build_trainer), so the features are the cached ones its LP phase reads.
-    placeholder = np.zeros(len(dataset.train), dtype=np.int64)
-    trainer = build_trainer(
-        spec, dataset, cache, labels=placeholder, val_labels=np.zeros(len(dataset.val), dtype=np.int64),
-        test_labels=np.zeros(len(dataset.test), dtype=np.int64), log=lambda _msg: None,
-    )
-    return np.concatenate([trainer.features("train").cpu().numpy(), trainer.features("val").cpu().numpy()])
+    # Through the cell's own feature key, backbone and preprocessing, as its LP phase reads them: the same
+    # cache entries, filled here when this comes first.
+    config = spec.train_config
+    device = resolve_device(config.device)
+    key, backbone = cell_feature_key(spec, dataset), frozen_backbone(cell_backbone(spec), config, device)
+    transform, features = cell_transform(spec, dataset), FeatureCache(cache)
+    return np.concatenate([
+        cached_features(features, key(split, 0), image_source(dataset.split(split), device), backbone, transform,
+                        config, device, log=lambda _msg: None)[0]
+        for split in ("train", "val")
+    ])
 
 
 def _inputs_id(spec: CellSpec) -> dict | None:
@@ -104,7 +110,7 @@ def labels_key(dataset: Dataset, model: str, rate: float, seed: int, options: di
     opts = {k: options[k] for k in sorted(options)}
     mapping = options.get("mapping_file")
     if mapping is not None and Path(str(mapping)).is_file():
-        opts["mapping_file_sha256"] = hashlib.sha256(Path(str(mapping)).read_bytes()).hexdigest()
+        opts["mapping_file_sha256"] = hash_file(str(mapping)).hexdigest()
     return {"version": LABELS_VERSION, "dataset": dataset.identity, "noise": model, "rate": float(rate),
             "seed": int(seed), "options": opts, "inputs": inputs_id}
 

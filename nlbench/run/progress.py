@@ -17,7 +17,7 @@ from nlbench.run.spec import CellSpec
 
 def cell_kind(spec: CellSpec) -> tuple:
     """Cells expected to take about as long as each other."""
-    return (spec.mode, spec.method_key, spec.backbone, spec.dataset, spec.train.get("input_size"))
+    return (spec.mode, spec.method_key, spec.backbone, spec.dataset, spec.train_config.input_size)
 
 
 def format_duration(seconds: float) -> str:

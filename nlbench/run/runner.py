@@ -34,10 +34,12 @@ from nlbench.run.executors import (
     state_dir,
 )
 from nlbench.run.grids import Grid, expand, grid_files
+from nlbench.run.overrides import describe_overrides
 from nlbench.run.progress import GridProgress
 from nlbench.run.records import is_done, read_record, record_path, records_dir
 from nlbench.run.spec import CellSpec
 from nlbench.run.status import CellStatus, SubmissionState, cell_statuses
+from nlbench.run.workers import run_with_workers
 
 
 def plan(grid: Grid, results: Path, *, seeds: int | None = None) -> tuple[list[CellSpec], list[CellSpec]]:
@@ -47,15 +49,19 @@ def plan(grid: Grid, results: Path, *, seeds: int | None = None) -> tuple[list[C
 
 
 def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int | None = None,
-             executor: str = "local", progress: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+             executor: str = "local", progress: bool = False, log: Callable[[str], None] = print,
+             workers: int | None = None, devices: list[str] | None = None) -> list[dict]:
     """Run every cell of ``grid`` that has no current record, in this process.
 
     executor: 'local' calls ``run_cell`` cell after cell; 'debug' runs the same jobs SLURM would (cells
     grouped, ``CellJob``) through submitit's DebugExecutor, in-process, with pdb on an error. A cell
     killed half-way resumes from its last fine-tuning checkpoint on the next run; finished cells are
-    never run again. Returns the new records."""
+    never run again. ``workers``/``devices``: the local cells run in worker processes, one per device
+    (``nlbench.run.workers``). Returns the new records."""
     if executor not in ("local", "debug"):
         raise ConfigError(f"run_grid runs in-process executors (local, debug); got {executor!r} (see submit_grid)")
+    if (workers is not None or devices) and executor != "local":
+        raise ConfigError(f"--workers/--devices run local worker processes; got --executor {executor}")
     cache = Path(cache) if cache is not None else default_cache_dir()
     cells, todo = plan(grid, results, seeds=seeds)
     if not todo:
@@ -67,6 +73,9 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
         return _run_debug(grid, todo, results=Path(results), cache=cache, log=log)
     records = []
     overall = GridProgress(len(cells), todo)
+    if workers is not None or devices:
+        return _run_workers(grid, todo, overall, results=Path(results), cache=cache, workers=workers,
+                            devices=devices, progress=progress, log=log)
     for spec in tqdm(todo, desc=f"grid {grid.name}", disable=not progress, unit="cell"):
         record = run_cell_once(spec, results, cache, progress=progress, log=log)
         overall.finished(spec)
@@ -74,6 +83,29 @@ def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int
             log(summary_line(record))
             records.append(record)
         log(f"grid {grid.name}: {overall.line()}")
+    if len(records) < len(todo):
+        log(f"grid {grid.name}: {len(todo) - len(records)} cell(s) left to other processes running this grid")
+    return records
+
+
+def _run_workers(grid: Grid, todo: list[CellSpec], overall: GridProgress, *, results: Path, cache: Path,
+                 workers: int | None, devices: list[str] | None, progress: bool,
+                 log: Callable[[str], None]) -> list[dict]:
+    """``run_grid``'s cells in worker processes, with this process's one progress display."""
+    bar = tqdm(total=len(todo), desc=f"grid {grid.name}", disable=not progress, unit="cell")
+
+    def finished(spec: CellSpec, record: dict | None) -> None:
+        overall.finished(spec)
+        bar.update()
+        if record is not None:
+            log(summary_line(record))
+        log(f"grid {grid.name}: {overall.line()}")
+
+    try:
+        records = run_with_workers(grid.name, todo, results=results, cache=cache, workers=workers, devices=devices,
+                                   on_finished=finished, log=log)
+    finally:
+        bar.close()
     if len(records) < len(todo):
         log(f"grid {grid.name}: {len(todo) - len(records)} cell(s) left to other processes running this grid")
     return records
@@ -171,8 +203,9 @@ def submit_grid(grid: Grid, *, results: Path, options: SlurmOptions, cache: Path
     for job, g in zip(jobs, groups, strict=True):
         log(f"  {job.job_id}: {g.label}")
     registered = str(grid_files().get(grid.name)) == grid.source
+    sets = "".join(f" --set {o}" for o in grid.overrides)
     log(f"  logs: {folder}\n  follow with: nlbench status --grid {grid.name if registered else grid.source} "
-        f"--results {results}")
+        f"--results {results}{sets}")
     return Submission(groups=groups, job_ids=[j.job_id for j in jobs], before=before)
 
 
@@ -201,6 +234,8 @@ def _cells_section(grid: Grid, cells: list[CellSpec], todo: list[CellSpec], resu
     pending = {c.cell_id for c in todo}
     lines = [f"grid {grid.name} ({grid.source}): {len(cells)} cells, {len(cells) - len(todo)} done, "
              f"{len(todo)} to run", f"results: {results}/{grid.name}/records   feature cache: {cache}"]
+    if grid.overrides:
+        lines.insert(1, describe_overrides(grid.overrides))
     for c in cells:
         lines.append(f"  [{'todo' if c.cell_id in pending else 'done'}] {c.cell_id}")
     return lines

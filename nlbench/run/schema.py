@@ -1,15 +1,17 @@
-"""The declared schema of a grid file: types, ranges and allowed keys at every level, checked up front.
+"""The declared schema of a grid file: types, ranges, names and allowed keys at every level, checked up front.
 
 Built on pydantic v2 in strict mode (no coercion: ``"3"`` is not an int, ``true`` is not a number, ``2.5``
-is not an int, ``nan`` is not a float). The ``[train]`` table's keys and types come from the
-``TrainConfig`` dataclass and each method's ``params`` from the method's own frozen dataclass, so a new
-field is accepted, typed and hashed without touching this file; ``TRAIN_RANGES`` adds the bounds a type
-cannot say. Every message is one line naming the bad value and what is allowed.
+is not an int, ``nan`` is not a float). The ``[train]`` table's keys, types, choices and bounds come from the
+``TrainConfig`` dataclass (its ``Literal`` types and ``bounded`` fields) and each method's ``params`` from the
+method's own frozen dataclass, so a new field is accepted, typed and hashed without touching this file. Every
+message is one line naming the bad value and what is allowed.
 
 ``check_grid_table`` validates a parsed grid and returns it normalised: relative paths (``weights``,
 ``mapping_file``, dataset ``root``/``file``) resolved against the grid file's folder, file existence
-checked. Registry names, method modes and the noise models' own options are checked by ``grids.expand``
-and ``nlbench.run.validate``, which call the registries and the noise models' code.
+checked, registry names (datasets, backbones, noise models, methods) looked up. It is the one check of a grid:
+``grids.load_grid`` and ``grids.Grid.from_table`` call it, and ``grids.expand`` trusts what they made. Left to
+their owners' code: a method's mode and the ranges of its params (``build_method``: the method's own
+``__post_init__``), and the noise models' own options (``nlbench.run.validate``).
 """
 
 from __future__ import annotations
@@ -25,15 +27,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
-from nlbench.engine.config import TrainConfig
+from nlbench.engine.config import DEVICE_PATTERN, TrainConfig
 from nlbench.errors import ConfigError
-from nlbench.registry import DATASETS, METHODS
+from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 # One path component: no separator, no '..', no leading dot or dash (hidden files, options).
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 SafeName = Annotated[str, StringConstraints(pattern=rf"^{SAFE_NAME.pattern}$")]
-DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 # What a pattern means, for messages (pydantic would print the regular expression).
 PATTERN_TEXT = {
     rf"^{SAFE_NAME.pattern}$": "expected one path component: letters, digits, '.', '-', '_', not starting with "
@@ -41,23 +42,8 @@ PATTERN_TEXT = {
     DEVICE_PATTERN: "expected one of: auto, cpu, cuda, cuda:N",
 }
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+TAG_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
-# Bounds of [train] fields beyond their types. A field missing here is still type-checked (from TrainConfig).
-POSITIVE_INT = Field(ge=1)
-TRAIN_RANGES: dict[str, Any] = {
-    "input_size": Field(ge=1),
-    "lp_epochs": POSITIVE_INT, "fft_epochs": POSITIVE_INT,
-    "lp_batch_size": POSITIVE_INT, "fft_batch_size": POSITIVE_INT, "eval_batch_size": POSITIVE_INT,
-    "lp_lr": Field(gt=0), "fft_lr": Field(gt=0),
-    "lp_weight_decay": Field(ge=0), "fft_weight_decay": Field(ge=0),
-    "momentum": Field(ge=0, lt=1),
-    "device": StringConstraints(pattern=DEVICE_PATTERN),
-    "threads": Field(ge=1),
-}
-TRAIN_CHOICES: dict[str, tuple[str, ...]] = {
-    "lp_optimizer": ("adamw", "sgd"), "fft_optimizer": ("adamw", "sgd"),
-    "scheduler": ("constant", "cosine"), "amp": ("bf16", "none"),
-}
 # Dataset options that name files or folders: resolved against the grid file's folder.
 PATH_OPTION = re.compile(r"(root|file|.+_root|.+_file)")
 
@@ -74,7 +60,7 @@ class MethodEntry(BaseModel):
     method: NonEmpty
     mode: NonEmpty
     params: dict[str, Any] = {}
-    tag: str | None = None  # its pattern is checked by grids.expand
+    tag: str | None = None  # names a variant of the method; its pattern: TAG_PATTERN (a message of its own)
 
 
 class NoiseEntry(BaseModel):
@@ -125,6 +111,14 @@ def _message(exc: ValidationError, where: str, model: type[BaseModel], unknown: 
     if extra:
         return unknown.format(names=", ".join(sorted(extra)), expected=", ".join(model.model_fields))
     e = errors[0]
+    # A value that fits no member of a union (``compile: bool | Literal["auto"]``): pydantic gives one error per
+    # member, each at the field's location plus the member's name; one message names them all.
+    members = [m for m in errors if len(m["loc"]) > 1 and m["loc"][:-1] == e["loc"][:-1]
+               and isinstance(m["loc"][-1], str) and m["input"] is e["input"]]
+    if len(members) > 1 and isinstance(e["loc"][-1], str):
+        loc = ".".join(str(p) for p in e["loc"][:-1])
+        wanted = " or ".join(m["msg"].removeprefix("Input should be ") for m in members)
+        return f"{where}: {loc} = {_describe(e['input'])}: input should be {wanted}"
     loc = ".".join(str(p) for p in e["loc"])
     if e["type"] == "missing":
         return f"{where}: missing field {loc!r}"
@@ -146,21 +140,16 @@ def check(model: type[BaseModel], data: Any, where: str, unknown: str | None = N
                                                                           "expected: {expected}")) from None
 
 
-def _annotated(hint: Any, constraint: Any) -> Any:
-    return Annotated[hint, constraint] if constraint is not None else hint
-
-
-def _dataclass_model(cls: type, name: str, *, ranges: dict[str, Any] | None = None,
-                     choices: dict[str, tuple[str, ...]] | None = None) -> type[BaseModel]:
-    """A strict pydantic model of a dataclass's fields: their types, defaults, and optional bounds."""
+def _dataclass_model(cls: type, name: str) -> type[BaseModel]:
+    """A strict pydantic model of a dataclass's fields: their types (``Literal`` ones give the choices), their
+    defaults, and the bounds a field declares in its metadata (``nlbench.engine.config.bounded``)."""
     hints = typing.get_type_hints(cls)
     spec = {}
     for f in fields(cls):
         hint = hints[f.name]
-        if choices and f.name in choices:
-            hint = Literal[choices[f.name]]
-        else:
-            hint = _annotated(hint, (ranges or {}).get(f.name))
+        bounds = f.metadata.get("bounds")
+        if bounds:
+            hint = Annotated[hint, Field(**bounds)]
         default = f.default if f.default is not MISSING else ...
         if f.default_factory is not MISSING:  # type: ignore[misc]
             default = Field(default_factory=f.default_factory)  # type: ignore[misc]
@@ -170,8 +159,8 @@ def _dataclass_model(cls: type, name: str, *, ranges: dict[str, Any] | None = No
 
 @functools.cache
 def train_model() -> type[BaseModel]:
-    """The ``[train]`` table: TrainConfig's fields with their types, plus TRAIN_RANGES / TRAIN_CHOICES."""
-    return _dataclass_model(TrainConfig, "TrainTable", ranges=TRAIN_RANGES, choices=TRAIN_CHOICES)
+    """The ``[train]`` table: TrainConfig's fields with their types, choices and bounds."""
+    return _dataclass_model(TrainConfig, "TrainTable")
 
 
 @functools.cache
@@ -180,10 +169,13 @@ def params_model(method: str) -> type[BaseModel]:
     return _dataclass_model(METHODS.get(method), f"{method}_params")
 
 
-def check_train(table: Any) -> dict:
-    model = train_model()
-    return check(model, table, "[train]", "unknown [train] field(s) {names}; expected: {expected}").model_dump(
-        exclude_unset=True)
+def check_train(table: Any) -> TrainConfig:
+    """The ``[train]`` table as a ``TrainConfig`` (defaults filled in); a ConfigError of one line for a bad one.
+
+    The config holds the table's own values, not pydantic's outputs (which turn an int given for a float into
+    a float), so what records store and hash is what the grid wrote."""
+    check(train_model(), table, "[train]", "unknown [train] field(s) {names}; expected: {expected}")
+    return TrainConfig(**table)
 
 
 def check_params(method: str, params: Any) -> dict:
@@ -230,12 +222,17 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
     if top.name is None and source is not None and not SAFE_NAME.fullmatch(Path(source).stem):
         raise ConfigError(f"{where}: the file name {Path(source).stem!r} cannot name a results folder; set "
                           f"name = \"...\" (letters, digits, '.', '-', '_')")
+    if top.name is None and source is None and not SAFE_NAME.fullmatch(label):
+        raise ConfigError(f"grid name {label!r} is not one path component (letters, digits, '.', '-', '_')")
+    for dataset in top.datasets:
+        DATASETS.entry(dataset)
 
     backbones = []
     for b in top.backbones:
         name = b.get("name") if isinstance(b, dict) else b
         entry = check(BackboneEntry, {"name": b} if isinstance(b, str) else b, f"{where}: backbones entry {b!r}",
                       f"{where}: unknown field(s) {{names}} in the backbones entry of {name!r}; expected: {{expected}}")
+        BACKBONES.entry(entry.name)
         item = entry.model_dump(exclude_none=True)
         if entry.weights is not None:
             item["weights"] = _resolve(entry.weights, base)
@@ -246,6 +243,7 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
     noise = []
     for n in top.noise:
         entry = check(NoiseEntry, n, f"{where}: noise entry {_describe(n)}")
+        NOISE.entry(entry.model)
         if entry.rate is None and entry.model != "none":
             raise ConfigError(f"{where}: noise entry {_describe(n)} has no rate; expected rate = a number in [0, 1]")
         if entry.rate is not None:
@@ -267,6 +265,9 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
                       f"{where}: unknown field(s) {{names}} in the methods entry of {name!r}; expected: {{expected}}")
         METHODS.entry(entry.method)  # the valid names, before its params are typed
         check_params(entry.method, entry.params)
+        if entry.tag is not None and not TAG_PATTERN.fullmatch(entry.tag):
+            raise ConfigError(f"{where}: method tag {entry.tag!r} of {entry.method!r}; expected letters, digits, "
+                              "'.', '-' or '_'")
         methods.append(m)
     out["methods"] = methods
 
@@ -279,7 +280,6 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
         if dataset not in top.datasets:
             raise ConfigError(f"{where}: [dataset_options.{dataset}] names a dataset the grid does not use; "
                               f"its datasets: {', '.join(top.datasets)}")
-        DATASETS.entry(dataset)
         model = dataset_options_model(dataset)
         check(model, opts, f"{where}: [dataset_options.{dataset}]",
               f"{where}: dataset {dataset!r} has no option(s) {{names}}; expected: {{expected}}")

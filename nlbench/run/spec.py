@@ -1,8 +1,9 @@
 """A cell spec: one run of a grid, everything that determines its record, made once by ``grids.expand``.
 
 The fields are the spec as records store it (``as_dict``) and as the config hash reads it; beside them the
-spec holds their typed forms, resolved once: ``train_config`` (the ``TrainConfig`` of the ``train`` fields)
-and ``method_instance`` (the method built from ``method_params``, when the grid expansion made it). Every
+spec holds their typed forms, resolved once: ``train_config`` (the ``TrainConfig`` of the ``train`` fields,
+which every reader of a [train] value uses) and ``method_instance`` (the method built from ``method_params``,
+when the grid expansion made it). ``train`` stays the plain dict records store and the config hash reads. Every
 layer that runs or describes a cell (engine paths, records, executors, the cell layer) reads this module; it
 imports nothing above the configuration types.
 """
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlbench.atomic import hash_file
 from nlbench.engine.config import TrainConfig
 from nlbench.registry import METHODS
 
@@ -41,12 +43,12 @@ class CellSpec:
     noise_options: dict = field(default_factory=dict)
     method_params: dict = field(default_factory=dict)  # resolved: every field, defaults included
     dataset_options: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)  # resolved TrainConfig
+    train: dict = field(default_factory=dict)  # resolved TrainConfig, as stored and hashed; read train_config
     val_labels: str = "noisy"
     method_tag: str | None = None  # names a variant of a method (its params differ); part of the cell id
     # The method built from method_params, once, by grids.expand (None for a spec read back from a record).
     method_instance: Any = field(default=None, compare=False, repr=False)
-    # TrainConfig(**train), built in __post_init__.
+    # TrainConfig(**train), built in __post_init__ (no checks: the grid schema checked the values).
     train_config: TrainConfig = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -122,11 +124,7 @@ def train_fields_used(method: str, mode: str, train: dict) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(path).hexdigest()
 
 
 def _file_identity(path: str) -> dict:
