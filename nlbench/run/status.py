@@ -4,7 +4,8 @@ Submissions are tracked in ``<results>/<grid>/slurm/state.json``: for each cell 
 its config hash and its log folder, rewritten atomically under a file lock, so two ``nlbench run`` at
 once cannot both submit a cell. A cell's status:
 
-- ``done``: its record is complete and current (records decide, never job states or logs);
+- ``done``: its record is complete and current (records decide, never job states or logs; a damaged record
+  is an error, a torn or empty one a warning and not done: ``nlbench.run.records.read_record``);
 - ``queued`` / ``running``: its job is pending (also requeued) / running in SLURM;
 - ``failed``: its job ended without the record (FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, …,
   or COMPLETED with a cell that raised), or SLURM no longer knows the job and submitit left no result;
