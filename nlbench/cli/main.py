@@ -116,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             where = ", ".join(f"GPU {d}" if d is not None else "CPU" for d in worker_devices(args.workers, devices))
             print(f"workers: {where} (one process each, sharing the cells through their claims)")
         return 0
+    # A damaged record stops the run before its folder is claimed; run_grid's plan names torn records.
+    plan(grid, results, seeds=args.seeds, warn=False)
     if args.executor == "slurm":
         check_results_folder(results, log=lambda _msg: None)  # SLURM's results folder must exist: don't create it
         claim_results(grid, results)
@@ -123,8 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     claim_results(grid, results)
     run_grid(grid, results=results, cache=cache, seeds=args.seeds, executor=args.executor, progress=_progress(args),
              workers=args.workers, devices=devices)
-    cells, _ = plan(grid, results, seeds=args.seeds)
-    records = load_records(results, cells)
+    cells, _ = plan(grid, results, seeds=args.seeds, warn=False)
+    records = load_records(results, cells, warn=False)  # a torn record left (another process's cell) was named
     if records:
         print()
         print(table_text(grid, records, metric="test_acc_best", fmt="markdown", realized=False))

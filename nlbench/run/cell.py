@@ -170,7 +170,8 @@ def run_cell_once(spec: CellSpec, results: str | Path, cache: str | Path, *, pro
         if busy is not None:
             log(f"{spec.cell_id}: running in another process ({busy}); skipped")
             return None
-        if is_done(Path(results), spec):  # finished by another process after our plan was made
+        # Finished by another process after our plan was made? (The plan named a torn record already.)
+        if is_done(Path(results), spec, warn=False):
             log(f"{spec.cell_id}: finished by another process; skipped")
             return None
         try:

@@ -6,8 +6,12 @@ never see half a record and many array tasks can write side by side (two writers
 last rename wins, both complete). The folder is fsynced after the rename where the filesystem allows, so
 a record that a job reported is not lost when the node crashes. "Done" means a complete record whose
 config hash matches the cell, not merely an existing file. A record that exists but may not be read
-(permissions) or does not fit the schema (a wrong type, a missing field) is an error naming the file and
-the field, never "not done": rerunning its cell would overwrite someone else's result.
+(permissions) or does not fit the schema (a wrong type, a missing field, a number that is NaN, ±inf or out
+of its range: an accuracy outside [0, 100]) is an error naming the file and the field, never "not done":
+rerunning its cell would overwrite someone else's result. A file whose bytes are not JSON (torn or emptied
+by something other than nlbench, which writes atomically) holds no result to keep: it is named in one
+warning line on stderr and its cell counts as not done, so ``run`` replaces it. (A command names it once:
+its later reads of the same records pass ``warn=False``.)
 
 Every record is written through ``Record.to_dict()`` and read through ``Record.from_dict``, which checks
 each field's type (pydantic, strict scalars) and migrates older layouts: schema 1 (records without
@@ -21,11 +25,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Strict, TypeAdapter, ValidationError
+from pydantic import AllowInfNan, ConfigDict, Field, Strict, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
 
 from nlbench.atomic import atomic_write_bytes
 from nlbench.errors import ConfigError
@@ -37,10 +43,15 @@ SCHEMA_VERSION = 2
 IDENTITY = ("grid", "dataset", "backbone", "noise", "rate", "method", "mode", "seed", "method_tag", "val_labels")
 
 # Strict scalars: "3" is not an int, true is not a number; an int is accepted where a float is expected.
+# Every number a record's schema names is finite; results carry their range (an accuracy is a percentage).
 Str = Annotated[str, Strict()]
 Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+Accuracy = Annotated[Float, Field(ge=0.0, le=100.0)]  # a percentage: test/val accuracy, precision, recall
+Fraction = Annotated[Float, Field(ge=0.0, le=1.0)]  # a rate or a probability
+Amount = Annotated[Float, Field(ge=0.0)]  # seconds, megabytes
 FORBID = ConfigDict(extra="forbid")
+OPEN = ConfigDict(extra="allow")  # tables whose other keys are a method's own (checked as JSON values only)
 
 
 class RecordError(ConfigError):
@@ -55,9 +66,9 @@ class NoiseAudit:
 
     __pydantic_config__ = FORBID
     convention: Str
-    realized_rate: Float
+    realized_rate: Fraction
     labels_sha256: Str | None
-    transition: list[list[Float]] | None
+    transition: list[list[Fraction]] | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,11 +77,11 @@ class Cost:
     flat beside the other fields, as they always have."""
 
     __pydantic_config__ = FORBID
-    wall_s: Float
-    peak_rss_mb: Float
-    peak_cuda_mb: Float | None
+    wall_s: Amount
+    peak_rss_mb: Amount
+    peak_cuda_mb: Amount | None
     feature_cache: dict[Str, Str]  # "<split>/view<k>": "hit" | "fill"
-    fft_epoch_s: list[Float]  # per fine-tuning epoch; the SLURM time-limit check reads them
+    fft_epoch_s: list[Amount]  # per fine-tuning epoch; the SLURM time-limit check reads them
     resumed_from: list[dict[Str, Any]]  # the checkpoints the cell resumed from
     counters: dict[Str, Int]
 
@@ -86,6 +97,35 @@ class Cost:
                 "counters": {k: v for k, v in d.items() if k not in names}}
 
 
+@with_config(OPEN)
+class Epoch(TypedDict, total=False):
+    """One row of a record's ``history``: its accuracies are checked; ``train_loss`` may be NaN (a diverged
+    loss is a result, not damage)."""
+
+    epoch: Int
+    val_acc: Accuracy
+    test_acc: Accuracy | None  # None on epochs whose test accuracy was not needed
+
+
+@with_config(OPEN)
+class Selected(TypedDict, total=False):
+    """One selected clean set of a record's ``selection``: precision and recall in % of the true clean mask."""
+
+    phase: Str
+    epoch: Int
+    size: Int
+    precision: Accuracy
+    recall: Accuracy
+
+
+@with_config(OPEN)
+class Extra(TypedDict, total=False):
+    """A record's ``extra``: a method's own facts; the linear probe's accuracies of LP-FT methods are checked."""
+
+    lp_test_acc_best: Accuracy
+    lp_test_acc_last: Accuracy
+
+
 @dataclass(frozen=True, kw_only=True)
 class Record:
     """One finished cell. ``rate`` (the nominal noise rate) and the rest of the identity are stored once;
@@ -93,30 +133,30 @@ class Record:
 
     __pydantic_config__ = FORBID
     schema_version: Int = SCHEMA_VERSION
-    status: Str = "done"
+    status: Literal["done"] = "done"
     cell_id: Str
     config_hash: Str
     grid: Str
     dataset: Str
     backbone: Str
     noise: Str
-    rate: Float
+    rate: Fraction
     method: Str
     mode: Str
     seed: Int
     method_tag: Str | None
     val_labels: Str
     config: dict[Str, Any]
-    test_acc_best: Float
-    test_acc_last: Float
-    extra_test_acc_best: dict[Str, Float]
-    extra_test_acc_last: dict[Str, Float]
-    val_acc_best: Float
+    test_acc_best: Accuracy
+    test_acc_last: Accuracy
+    extra_test_acc_best: dict[Str, Accuracy]
+    extra_test_acc_last: dict[Str, Accuracy]
+    val_acc_best: Accuracy
     best_epoch: Int
-    history: list[dict[Str, Any]]
-    extra: dict[Str, Any]
+    history: list[Epoch]
+    extra: Extra
     noise_audit: NoiseAudit | None
-    selection: list[dict[Str, Any]]
+    selection: list[Selected]
     cost: Cost
     env: dict[Str, Any]
     determinism: dict[Str, Any] | None
@@ -269,36 +309,47 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def read_record(path: Path) -> Record | None:
-    """The record at ``path`` (migrated to the current schema), or None if missing or not a finished
-    record (unparsable JSON or another status: a foreign file, as records are written atomically, never a
-    torn one); ``ConfigError`` if it exists but cannot be read, ``RecordError`` if it does not fit the
-    schema."""
+def read_record(path: Path, *, warn: bool = True) -> Record | None:
+    """The record at ``path`` (migrated to the current schema), or None if there is none: no file, or a
+    file whose bytes are not JSON (torn or empty: named in one warning line on stderr unless ``warn`` is
+    false). ``ConfigError`` if it exists but cannot be read, ``RecordError`` if its JSON does not
+    fit the schema (any other JSON value, another status, a wrong type, a number out of range)."""
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
-        return None
-    except ValueError:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read record {path} ({exc.strerror or exc}); fix its permissions or use "
                           f"another --results folder") from None
-    if not isinstance(data, dict) or data.get("status") != "done":
+    try:
+        data = json.loads(raw)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError: torn, empty or garbage bytes
+        if warn:
+            warn_torn(path, len(raw))
         return None
     return Record.from_dict(data, source=path)
 
 
-def is_done(results: Path, spec: CellSpec) -> bool:
-    record = read_record(record_path(results, spec))
+def warn_torn(path: Path, size: int) -> None:
+    """One line on stderr naming a record whose bytes (``size`` of them) are not JSON."""
+    what = "is empty (0 bytes)" if size == 0 else f"is not complete JSON ({size} bytes: torn or damaged)"
+    print(f"warning: record {path} {what}, not a record: its cell counts as not done and `nlbench run` runs it "
+          f"again, replacing the file", file=sys.stderr, flush=True)
+
+
+def is_done(results: Path, spec: CellSpec, *, warn: bool = True) -> bool:
+    """Whether ``spec`` has a current record (see ``read_record``; ``warn``: name a torn record)."""
+    record = read_record(record_path(results, spec), warn=warn)
     return record is not None and record.config_hash == spec.config_hash
 
 
-def load_records(results: Path, cells: list[CellSpec]) -> list[dict]:
+def load_records(results: Path, cells: list[CellSpec], *, warn: bool = True) -> list[dict]:
     """Current records of ``cells`` (those whose config hash matches), in cell order, as the plain dicts
-    ``Record.to_dict()`` gives."""
+    ``Record.to_dict()`` gives; a torn record is left out (and named unless ``warn`` is false)."""
     out = []
     for spec in cells:
-        record = read_record(record_path(results, spec))
+        record = read_record(record_path(results, spec), warn=warn)
         if record is not None and record.config_hash == spec.config_hash:
             out.append(record.to_dict())
     return out

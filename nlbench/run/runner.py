@@ -42,10 +42,13 @@ from nlbench.run.status import CellStatus, SubmissionState, cell_statuses
 from nlbench.run.workers import run_with_workers
 
 
-def plan(grid: Grid, results: Path, *, seeds: int | None = None) -> tuple[list[CellSpec], list[CellSpec]]:
-    """(all cells, cells still to run)."""
+def plan(grid: Grid, results: Path, *, seeds: int | None = None,
+         warn: bool = True) -> tuple[list[CellSpec], list[CellSpec]]:
+    """(all cells, cells still to run). A cell is done only with a current record: a damaged one raises
+    ``RecordError`` (never "to run": its rerun would overwrite it), a torn or empty one is to run and named
+    in a warning line unless ``warn`` is false (``nlbench.run.records.read_record``)."""
     cells = expand(grid, seeds=seeds)
-    return cells, [c for c in cells if not is_done(results, c)]
+    return cells, [c for c in cells if not is_done(results, c, warn=warn)]
 
 
 def run_grid(grid: Grid, *, results: Path, cache: Path | None = None, seeds: int | None = None,
@@ -174,7 +177,7 @@ def submit_grid(grid: Grid, *, results: Path, options: SlurmOptions, cache: Path
     state = SubmissionState(results, grid.name)
     state_dir(results, grid.name).mkdir(parents=True, exist_ok=True)
     with state.locked():
-        before = cell_statuses(cells, results)
+        before = cell_statuses(cells, results, warn=False)  # the plan named torn records
         status_of = {s.cell_id: s for s in before}
         to_run = [c for c in cells if status_of[c.cell_id].status in ("pending", "failed")]
         busy = sum(1 for s in before if s.status in ("queued", "running"))

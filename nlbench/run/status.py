@@ -4,7 +4,8 @@ Submissions are tracked in ``<results>/<grid>/slurm/state.json``: for each cell 
 its config hash and its log folder, rewritten atomically under a file lock, so two ``nlbench run`` at
 once cannot both submit a cell. A cell's status:
 
-- ``done``: its record is complete and current (records decide, never job states or logs);
+- ``done``: its record is complete and current (records decide, never job states or logs; a damaged record
+  is an error, a torn or empty one a warning and not done: ``nlbench.run.records.read_record``);
 - ``queued`` / ``running``: its job is pending (also requeued) / running in SLURM;
 - ``failed``: its job ended without the record (FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, …,
   or COMPLETED with a cell that raised), or SLURM no longer knows the job and submitit left no result;
@@ -188,12 +189,14 @@ class CellStatus:
     log: str | None = None  # stderr file of the job
 
 
-def cell_statuses(cells: list[CellSpec], results: Path, *, use_sacct: bool = True) -> list[CellStatus]:
-    """Status of every cell (see the module docstring)."""
+def cell_statuses(cells: list[CellSpec], results: Path, *, use_sacct: bool = True,
+                  warn: bool = True) -> list[CellStatus]:
+    """Status of every cell (see the module docstring). A damaged record raises ``RecordError``; a torn or
+    empty one leaves its cell pending (or failed) and is named in a warning line unless ``warn`` is false."""
     if not cells:
         return []
     submitted = SubmissionState(results, cells[0].grid).load()
-    todo = {c.cell_id: c for c in cells if not is_done(results, c)}
+    todo = {c.cell_id: c for c in cells if not is_done(results, c, warn=warn)}
     jobs = {}
     for cell_id, spec in todo.items():
         entry = submitted.get(cell_id)
@@ -270,14 +273,14 @@ def wait_for_cells(cells: list[CellSpec], results: Path, *, poll_s: float = 2.0,
                    timeout_s: float | None = None, log=print, use_sacct: bool = True) -> list[CellStatus]:
     """Poll until no cell is queued or running; returns the final statuses. Raises ClusterUnavailable
     after five failed queries in a row (SLURM down) and TimeoutError after ``timeout_s``; never blocks on
-    one job."""
+    one job. Torn records are not named again on each poll (the submission's plan named them)."""
     last, failures, delay = None, 0, poll_s
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"cells still queued or running after {timeout_s:.0f} s: {last}")
         try:
-            statuses = cell_statuses(cells, results, use_sacct=use_sacct)
+            statuses = cell_statuses(cells, results, use_sacct=use_sacct, warn=False)  # submit_grid named them
             failures = 0
         except ClusterUnavailable:
             failures += 1
