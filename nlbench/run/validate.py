@@ -37,6 +37,9 @@ def check_output_folder(path: str | Path, what: str, hint: str = "choose a folde
         raise ConfigError(f"{what} {str(p)!r} is a file; expected a folder")
     existing = p
     while not existing.exists():
+        if existing.is_symlink():  # a dangling link: mkdir would meet it as an existing name
+            raise ConfigError(f"{what} {str(existing)!r} is a symbolic link to {os.readlink(existing)!r}, which does "
+                              "not exist; create its target or choose another folder")
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{what} {str(p)!r} cannot be created: {str(existing)!r} is a file")
