@@ -18,6 +18,8 @@ import pytest
 from _gridfile import VALID, assert_one_error_line, cli, tree, write_toml
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def with_(**changes) -> dict:
     g = copy.deepcopy(VALID)
@@ -237,3 +239,24 @@ def test_clean_validation_labels_held_out_of_noisy_data_are_refused(tmp_path):
     g = with_(datasets=["folder"], noise=[{"model": "none"}], val_labels="clean",
               dataset_options={"folder": {"root": "data", "val_size": 2}})
     run_refused(tmp_path, g, "val_labels = \"clean\"", "val/<class>/", dry=True)
+
+
+# ---------------------------------------------------------------- 14. a plug-in that exits at import
+@pytest.mark.parametrize("body, shown", [("import sys\nsys.exit(0)\n", "SystemExit: 0"),
+                                         ("raise SystemExit(3)\n", "SystemExit: 3"),
+                                         ("import sys\nsys.exit('bye')\n", "SystemExit: bye")])
+def test_plugin_that_exits_at_import_is_one_line_naming_it(body, shown, tmp_path):
+    from test_plugins import make_distribution
+
+    site = make_distribution(tmp_path / "site", {"quits": body},
+                             {"nlbench.methods": {"quitter": "nlbench_example_plugin.quits"}})
+    grid = write_toml(tmp_path / "g.toml", VALID)
+    done = subprocess.run([sys.executable, "-m", "nlbench", "run", "--dry-run", "--grid", str(grid), "--results",
+                           str(tmp_path / "res"), "--cache", str(tmp_path / "cache")], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": f"{site}:{ROOT}"})
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.startswith("nlbench: error: plug-in 'quitter' (nlbench.methods = "
+                                  "'nlbench_example_plugin.quits', from nlbench-example-plugin 0.1) failed to import: "
+                                  f"{shown}; fix or uninstall nlbench-example-plugin")
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert not (tmp_path / "res").exists() and not (tmp_path / "cache").exists()

@@ -46,6 +46,19 @@ def check_output_folder(path: str | Path, what: str, hint: str = "choose a folde
     check_writable(p, what, hint)
 
 
+def check_results_layout(grid: Grid, results: str | Path) -> None:
+    """The names nlbench writes under ``<results>/<grid>/`` are free or of the right kind: its folders are
+    not files, its fixed files (the owner file, the claims' lock) are not folders."""
+    base = Path(results) / grid.name
+    for folder in (base, base / "claims", base / "records"):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{str(folder)!r} is a file; nlbench keeps a folder there: move the file away")
+    for file in (base / OWNER_FILE, base / "claims" / ".mutex"):
+        if file.is_dir():
+            raise ConfigError(f"{str(file)!r} is a folder; nlbench keeps a file there: remove the folder "
+                              "(nlbench makes the file again)")
+
+
 def _owner_path(grid: Grid, results: Path) -> Path:
     return Path(results) / grid.name / OWNER_FILE
 
@@ -164,5 +177,6 @@ def check_run(grid: Grid, cells: list[CellSpec], *, results: str | Path, cache: 
     ``missing_data`` to hear of datasets whose files are not on this machine rather than stop)."""
     check_output_folder(results, "results folder", "choose a writable one with --results")
     check_output_folder(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
+    check_results_layout(grid, results)
     check_results_owner(grid, results)
     check_inputs(cells, missing_data=missing_data)
