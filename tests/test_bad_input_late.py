@@ -106,6 +106,13 @@ def test_confident_learning_with_fewer_training_images_than_folds_is_refused(dry
     run_refused(tmp_path, g, "'cl'", "5 folds", "4 training images", "params = { folds = 4 }", dry=dry)
 
 
+def test_turn_selecting_by_confident_learning_with_too_few_training_images_is_refused(tmp_path):
+    pytest.importorskip("cleanlab")
+    g = tiny_csv(tmp_path, 4)
+    g["methods"] = [{"method": "turn", "mode": "lp-fft", "params": {"selector": "cl"}}]
+    run_refused(tmp_path, g, "method 'turn' (lp-fft)", "5 folds", "4 training images", "selector 'gmm'")
+
+
 # ---------------------------------------------------------------- 7. a class without training images
 def test_integer_labels_with_a_class_only_in_test_rows_are_refused(tmp_path):
     g = tiny_csv(tmp_path, 6, num_classes=3, test_rows=["img/8.png,2,test", "img/9.png,1,test"])

@@ -110,6 +110,7 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
     datasets = {}
     checked_noise = set()
     checked_weights = set()
+    checked_sizes = set()
     for cell in cells:
         key = (cell.dataset, json.dumps(cell.dataset_options, sort_keys=True, default=str))
         if key not in datasets:
@@ -142,6 +143,14 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
                         and dataset.train.images is None):
                     raise ConfigError(f"inst noise on pixels needs an in-memory dataset; {cell.dataset!r} is read "
                                       "by path: use the noise option inputs_kind='features'")
+        size_key = (key, cell.method_key, cell.mode)
+        if size_key not in checked_sizes:
+            checked_sizes.add(size_key)
+            try:
+                cell.method_instance.check_train_size(len(dataset.train))
+            except ConfigError as exc:
+                raise ConfigError(f"method {cell.method_key!r} ({cell.mode}) on dataset {cell.dataset!r}: "
+                                  f"{exc}") from None
         if cell.backbone_weights and cell.backbone_weights not in checked_weights:
             checked_weights.add(cell.backbone_weights)
             _check_weights(cell.backbone, cell.backbone_weights)
