@@ -4,7 +4,8 @@ Both treat the training labels as noisy as given (``labels='noisy'``, the defaul
 set and no synthetic noise is applied; clean labels are unknown, so runs report no realized rate).
 ``labels='clean'`` declares them clean instead, so a grid can corrupt them with a synthetic noise
 model. Validation and test labels are taken as correct (they score the methods). A missing validation
-or test part is a seeded, stratified hold-out of the training images (its labels are then noisy too).
+or test part is a seeded, stratified hold-out of the training images (its labels are then noisy too, so
+a run refuses a noisy held-out test part: ``nlbench.run.validate.check_held_out_labels``).
 
 ``folder``: ``root/train/<class>/*.jpg`` and optional ``root/val/<class>/``, ``root/test/<class>/``; class
 indices follow the sorted class-folder names of ``train``.

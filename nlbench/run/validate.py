@@ -124,6 +124,7 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
         dataset = datasets[key]
         if dataset is None:
             continue
+        check_held_out_labels(cell, dataset)
         noise_key = (key, cell.noise, cell.rate, json.dumps(cell.noise_options, sort_keys=True, default=str))
         if noise_key not in checked_noise:
             checked_noise.add(noise_key)
@@ -154,6 +155,28 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
         if cell.backbone_weights and cell.backbone_weights not in checked_weights:
             checked_weights.add(cell.backbone_weights)
             _check_weights(cell.backbone, cell.backbone_weights)
+
+
+def check_held_out_labels(cell: CellSpec, dataset) -> None:
+    """Test labels score the methods, and validation labels too with ``val_labels = "clean"``: a part held
+    out of noisily labelled training images (a ``folder``/``csv`` dataset's ``test_size``/``val_size``) has
+    no clean labels, so it cannot serve. Refused with what the user can do instead."""
+    name = cell.dataset
+    opts = f"[dataset_options.{name}]"
+    if dataset.test.labels is None:
+        raise ConfigError(
+            f"dataset {name!r}: its test images are held out of the noisy training images "
+            f"(test_size = {dataset.identity.get('test_size')}), so their labels are noisy too and cannot score the "
+            f"methods; give clean test images (test/<class>/ folders, or CSV rows with split = test), or, if the "
+            f"given labels are in fact clean, declare them so (labels = \"clean\" in {opts}) and add a synthetic "
+            f"noise model")
+    if cell.val_labels == "clean" and dataset.val.labels is None:
+        own = dataset.identity.get("dataset") in ("folder", "csv")
+        raise ConfigError(
+            f"dataset {name!r}: val_labels = \"clean\" asks for clean validation labels, but its validation images "
+            f"are held out of the noisy training images, so they have none; "
+            + ("give clean validation images (val/<class>/ folders, or CSV rows with split = val), or " if own else "")
+            + "set val_labels = \"noisy\"")
 
 
 def load_checked_dataset(name: str, options: dict):
