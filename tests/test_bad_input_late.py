@@ -267,3 +267,55 @@ def test_plugin_that_exits_at_import_is_one_line_naming_it(body, shown, tmp_path
                                   f"{shown}; fix or uninstall nlbench-example-plugin")
     assert done.stderr.count("\n") == 1 and done.stdout == ""
     assert not (tmp_path / "res").exists() and not (tmp_path / "cache").exists()
+
+
+# ---------------------------------------------------------------- re-tested: file modes under another umask
+def test_run_table_and_report_under_umask_027_give_every_file_and_folder_the_umask_mode(tmp_path):
+    import stat
+
+    from _subproc import nlbench_cli, wait_ok
+    from test_permissions import GRID
+
+    grid = tmp_path / "perm.toml"
+    grid.write_text(GRID)
+    results, cache, table = tmp_path / "runs", tmp_path / "cache", tmp_path / "out" / "table.md"
+    common = ["--grid", str(grid), "--results", str(results)]
+    wait_ok(nlbench_cli(["run", *common, "--cache", str(cache)], umask=0o027))
+    (tmp_path / "out").mkdir(mode=0o750)
+    wait_ok(nlbench_cli(["table", *common, "--output", str(table)], umask=0o027))
+    wait_ok(nlbench_cli(["report", *common], umask=0o027))
+    paths = [p for root in (results, cache, tmp_path / "out") for p in root.rglob("*")]
+    assert any(p.suffix == ".html" for p in paths) and table.is_file() and any(p.suffix == ".npy" for p in paths)
+    wrong = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (0o750 if p.is_dir() else 0o640)}
+    assert wrong == {}
+
+
+# ---------------------------------------------------------------- re-tested: BatchNorm and a batch of one
+def test_fine_tuning_on_a_selected_set_of_one_image_is_one_clear_error(tmp_path):
+    # A last batch of one is folded into the batch before (test_determinism.py); a selected training set of
+    # one image has no batch before it: BatchNorm in training mode would raise a ValueError mid-cell.
+    import torch
+    from test_dividemix import tiny_trainer
+    from torch import nn
+
+    from nlbench.backbones import Backbone
+    from nlbench.engine.losses import cross_entropy
+    from nlbench.errors import ConfigError
+
+    trainer = tiny_trainer(tmp_path, n_train=33, epochs=1)
+
+    def pooled_bn_backbone() -> Backbone:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.Flatten())
+        return Backbone(name="tiny-bn", model=model, feature_dim=8, input_size=(16, 16), mean=(0.5,) * 3,
+                        std=(0.5,) * 3, interpolation="bilinear", weights_id="random")
+
+    trainer._backbone_factory = pooled_bn_backbone
+    with pytest.raises(ConfigError, match="CL FFT: the training set of an epoch is one image"):
+        trainer.fine_tune(cross_entropy, epochs=1, index=np.array([3]), desc="CL FFT")
+    fit = trainer.fine_tune(cross_entropy, epochs=1, index=np.array([3]), freeze_bn=True)  # BN in eval mode: fine
+    assert np.isfinite(fit.test_acc_last)
+    fit = trainer.fine_tune(cross_entropy, epochs=1, index=np.array([3, 4]))
+    assert np.isfinite(fit.test_acc_last)

@@ -8,7 +8,9 @@ message is one line naming the bad value and what is allowed.
 
 ``check_grid_table`` validates a parsed grid and returns it normalised: relative paths (``weights``,
 ``mapping_file``, dataset ``root``/``file``) resolved against the grid file's folder, file existence
-checked, registry names (datasets, backbones, noise models, methods) looked up. It is the one check of a grid:
+checked, registry names (datasets, backbones, noise models, methods) and backbone tags looked up,
+``[slurm]`` keys checked (``nlbench.run.slurm_options``: on every run, not only on SLURM). Seeds are bounded
+(``MAX_SEED``) and tags are short (``MAX_TAG``): both become parts of file names. It is the one check of a grid:
 ``grids.load_grid`` and ``grids.Grid.from_table`` call it, and ``grids.expand`` trusts what they made. Left to
 their owners' code: a method's mode and the ranges of its params (``build_method``: the method's own
 ``__post_init__``), and the noise models' own options (``nlbench.run.validate``).
