@@ -196,12 +196,13 @@ def test_claims_mutex_that_is_a_folder_is_one_line_before_any_write(tmp_path):
     assert tree(tmp_path / "res") == before and not (tmp_path / "cache").exists()
 
 
-def test_table_output_naming_a_folder_is_one_line(tmp_path):
+@pytest.mark.parametrize("option", ["--output", "--plot"])
+def test_table_output_naming_a_folder_is_one_line(option, tmp_path):
     path = write_toml(tmp_path / "g.toml", VALID)
     (tmp_path / "out").mkdir()
-    code, out, err = cli("table", "--grid", str(path), "--results", str(tmp_path / "res"), "--output",
+    code, out, err = cli("table", "--grid", str(path), "--results", str(tmp_path / "res"), option,
                          str(tmp_path / "out"))
-    assert_one_error_line(code, err, "--output", "is a folder")
+    assert_one_error_line(code, err, option, "is a folder")
     assert tree(tmp_path / "out") == [] and not (tmp_path / "res").exists()
 
 

@@ -145,8 +145,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     from nlbench.run.grid_memo import grid_cells  # no torch once remembered (see its docstring)
     from nlbench.run.records import load_records
 
-    if args.output is not None:
-        check_output_file(args.output, "--output")
+    for option, path in (("--output", args.output), ("--plot", args.plot)):
+        if path is not None:
+            check_output_file(path, option)
     known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
     records = load_records(results_folder(args), known.cells)
     with method_facts(known.methods):
