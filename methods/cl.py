@@ -46,6 +46,13 @@ class CL(Method):
             raise ConfigError(f"CL probe_epochs must be ≥ 1; got {self.probe_epochs}")
         require_cleanlab()
 
+    def check_train_size(self, num_train: int) -> None:
+        # Each fold holds out at least one image (sklearn's KFold refuses more folds than samples).
+        if num_train < self.folds:
+            fix = f"set params = {{ folds = {num_train} }} or give" if num_train >= 2 else "give"
+            raise ConfigError(f"CL's {self.folds} folds need at least {self.folds} training images; the dataset has "
+                              f"{num_train} training images: {fix} more training images")
+
     def run(self, ctx: CellContext) -> Fit:
         trainer, mode = ctx.engine, ctx.mode
         keep = cl_select(trainer, folds=self.folds, epochs=self.probe_epochs, filter_by=self.filter_by)

@@ -12,6 +12,9 @@ from nlbench.engine.selection import balanced_subset, cl_select, gmm_select, req
 from nlbench.engine.train import Fit, per_sample_ce
 from nlbench.errors import ConfigError
 
+# Folds of selector 'cl' (confident learning's out-of-fold probes): cleanlab's default count.
+CL_FOLDS = 5
+
 
 @register_method("turn", modes=("lp-fft",), label="TURN", order=70, paper_name="TURN",
                  source="Ahn, Kim, Ko & Yun, IJCAI 2024", fft_subset="clean")
@@ -69,13 +72,19 @@ class TURN(Method):
         if self.gmm_scope not in ("per_class", "global"):
             raise ConfigError(f"unknown gmm_scope {self.gmm_scope!r}; expected one of: global, per_class")
 
+    def check_train_size(self, num_train: int) -> None:
+        if self.selector == "cl" and num_train < CL_FOLDS:
+            raise ConfigError(f"TURN's selector 'cl' cross-validates {CL_FOLDS} folds, which needs at least {CL_FOLDS} "
+                              f"training images; the dataset has {num_train} training images: use selector 'gmm' "
+                              "or give more training images")
+
     def select(self, trainer, head) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         """(clean mask, per-sample CE losses, GMM fit summaries) of the probe on the noisy training set."""
         losses = per_sample_ce(trainer.probe_logits(head, "train"), trainer.labels)
         if self.selector == "cl":
             # Confident learning needs out-of-sample probabilities: 5-fold GCE probes (cleanlab's default
             # fold count) on the cached features, with the phase-I recipe.
-            return cl_select(trainer, folds=5, epochs=self.lp_epochs, criterion=GCELoss(self.q)), losses, []
+            return cl_select(trainer, folds=CL_FOLDS, epochs=self.lp_epochs, criterion=GCELoss(self.q)), losses, []
         if self.selector == "gmm":
             clean, fits = gmm_select(losses, trainer.labels, trainer.num_classes, tau=self.tau, scope=self.gmm_scope,
                                      seed=trainer.seed, max_iter=self.gmm_max_iter, tol=self.gmm_tol,

@@ -5,8 +5,9 @@ hashes, dataset checksums all call it).
 Readers see the old file or the new one, never half of one; a failed write leaves no temporary file.
 Records, feature arrays, labels, checkpoints and tables are all written this way. The file gets the mode
 the umask gives (0644 under umask 022), as ``open`` would, not mkstemp's 0600: results are meant to be
-shared. A write that fails for lack of space raises ``OSError(ENOSPC)`` naming the target, even where the
-writer (torch.save, np.save) would have hidden the cause.
+shared. A write that fails for lack of space (a full disk, a quota, the file-size limit) raises that
+``OSError`` (ENOSPC, EDQUOT, EFBIG) naming the target, even where the writer (torch.save, np.save) would
+have hidden the cause.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from nlbench.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-# Errors that mean "the disk is full"; the CLI names them in one line.
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Errors that mean "no room for this file": a full disk, a quota, or the file-size limit (``ulimit -f``;
+# Python ignores SIGXFSZ, so the write fails with EFBIG). The CLI names them in one line.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def current_umask() -> int:

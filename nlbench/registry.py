@@ -135,7 +135,7 @@ def load_plugins() -> None:
             ep.load()
         except ConfigError as exc:  # a registration problem: already one line that names the file
             raise ConfigError(f"plug-in {ep.name!r} ({group} = {ep.value!r}, from {dist}): {exc}") from None
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() at import would end nlbench silently
             raise ConfigError(f"plug-in {ep.name!r} ({group} = {ep.value!r}, from {dist}) failed to import: "
                               f"{type(exc).__name__}: {exc}; fix or uninstall {dist.split()[0]}") from None
         finally:

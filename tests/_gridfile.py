@@ -29,7 +29,14 @@ VALID = {
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
+class RawToml(str):
+    """A value written into the file as it is (TOML text the writer could not produce by recursion, e.g. a
+    value nested thousands of levels deep)."""
+
+
 def toml_value(value: object) -> str:
+    if isinstance(value, RawToml):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and math.isnan(value):

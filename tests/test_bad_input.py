@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _gridfile import VALID, assert_one_error_line, cli, tree, write_toml
+from _gridfile import VALID, RawToml, assert_one_error_line, cli, tree, write_toml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -211,8 +211,11 @@ BAD_TOP = {
     "description": [3, ["d"]],
     "layout": ["table2", 1],
     "datasets": [[], "digits", [3], ["nope"], [""]],
-    "backbones": [[], [3], ["vit_b17"], [{"tag": "x"}], [{"name": "efficientnet_lite0", "weights": 3}]],
-    "seeds": [[], 3, ["a"], [-1], [0.5], [True], [0, 0]],
+    "backbones": [[], [3], ["vit_b17"], [{"tag": "x"}], [{"name": "efficientnet_lite0", "weights": 3}],
+                  [{"name": "efficientnet_lite0", "tag": "x"}], [{"name": "efficientnet_lite0", "tag": "t" * 65}],
+                  [{"name": "efficientnet_lite0", "tag": ""}]],
+    "seeds": [[], 3, ["a"], [-1], [0.5], [True], [0, 0], [2**31], [0, 2**63 - 1], [2**64], [-(2**63)]],
+    "slurm": [5, {"partitoin": "gpu"}, {"extra": 3}, {"setup": [1]}],
     "val_labels": ["dirty", True],
 }
 BAD_TRAIN = {
@@ -241,7 +244,8 @@ BAD_METHODS = [
     {"method": "gce", "mode": "lp", "params": [1]}, {"method": "gce", "mode": "lp", "params": {"q": "x"}},
     {"method": "gce", "mode": "lp", "params": {"q": math.nan}}, {"method": "gce", "mode": "lp", "params": {"qq": 1}},
     {"method": "elr", "mode": "lp", "params": {"beta": 1.5}}, {"method": "ce", "mode": "lp", "tag": "a b"},
-    {"method": "ce", "mode": "lp", "tagg": "x"}, "ce", 7,
+    {"method": "ce", "mode": "lp", "tagg": "x"}, "ce", 7, {"method": "ce", "mode": "lp", "tag": "t" * 65},
+    {"method": "ce", "mode": "lp", "tag": ""}, {"method": "ce", "mode": "lp", "tag": "é"},
 ]
 KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=2, max_size=12)
 
@@ -250,8 +254,13 @@ KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=2, max_size=12)
 def malformed_grids(draw) -> dict:
     g = copy.deepcopy(VALID)
     kind = draw(st.sampled_from(["top", "train", "noise", "methods", "unknown_top", "unknown_train",
-                                 "unknown_entry", "dataset_options"]))
-    if kind == "top":
+                                 "unknown_entry", "dataset_options", "deep"]))
+    if kind == "deep":  # lists or inline tables within each other, up to far past Python's recursion limit
+        depth = draw(st.integers(min_value=1, max_value=5000))
+        opening, closing = draw(st.sampled_from([("[", "]"), ("{ a = ", " }")]))
+        g[draw(st.sampled_from(["description", "seeds", "backbones", "deep"]))] = RawToml(
+            opening * depth + "1" + closing * depth)
+    elif kind == "top":
         key = draw(st.sampled_from(sorted(BAD_TOP)))
         g[key] = draw(st.sampled_from(BAD_TOP[key]))
     elif kind == "train":

@@ -12,6 +12,8 @@ import argparse
 import typing
 from pathlib import Path
 
+from nlbench.errors import ConfigError
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with nlbench's error convention: one line ``nlbench: error: …`` and exit code 2, no usage
@@ -49,10 +51,24 @@ non_negative_int = int_at_least(0)
 
 
 def results_folder(args: argparse.Namespace) -> Path:
-    """The command line's ``--results``, else the default folder of run records."""
+    """The command line's ``--results``, else the default folder of run records. An empty one is an error:
+    ``Path('')`` is the current folder, which nobody means."""
     from nlbench.run.records import default_results_dir  # pydantic's record schema: not for `--help`
 
+    if args.results is not None and not args.results.strip():
+        raise ConfigError(f"--results {args.results!r} is empty; expected a folder (default: ./runs)")
     return Path(args.results) if args.results is not None else default_results_dir()
+
+
+def check_output_file(path: str, what: str) -> None:
+    """``path`` can be written as a file: not empty, not a folder, its folder not a file."""
+    if not path.strip():
+        raise ConfigError(f"{what} {path!r} is empty; expected a file name")
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {path!r} is a folder; expected the path of a file")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise ConfigError(f"{what} {path!r}: {str(p.parent)!r} is a file, not a folder")
 
 
 def table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:

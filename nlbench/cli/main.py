@@ -14,6 +14,7 @@ backbones (run, noise audit, fetch-weights, check) import torch when they start.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -27,7 +28,15 @@ from nlbench.cli import check as cli_check
 from nlbench.cli import cluster as cli_cluster
 from nlbench.cli import data as cli_data
 from nlbench.cli import export as cli_export
-from nlbench.cli.common import Parser, int_at_least, non_negative_int, positive_int, results_folder, table_text
+from nlbench.cli.common import (
+    Parser,
+    check_output_file,
+    int_at_least,
+    non_negative_int,
+    positive_int,
+    results_folder,
+    table_text,
+)
 from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
 from nlbench.report.metrics import FORMATS, METRICS
@@ -138,6 +147,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     from nlbench.run.grid_memo import grid_cells  # no torch once remembered (see its docstring)
     from nlbench.run.records import load_records
 
+    for option, path in (("--output", args.output), ("--plot", args.plot)):
+        if path is not None:
+            check_output_file(path, option)
     known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
     records = load_records(results_folder(args), known.cells)
     with method_facts(known.methods):
@@ -264,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
+        remedy = ("the file size limit (ulimit -f) stops it: raise the limit" if exc.errno == errno.EFBIG
+                  else "free space")
         print(f"nlbench: error: {(exc.strerror or str(exc)).lower()} writing {exc.filename}; finished records "
-              f"are kept: free space and rerun to continue", file=sys.stderr)
+              f"are kept: {remedy} and rerun to continue", file=sys.stderr)
         return 1
 
 

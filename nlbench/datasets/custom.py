@@ -4,7 +4,8 @@ Both treat the training labels as noisy as given (``labels='noisy'``, the defaul
 set and no synthetic noise is applied; clean labels are unknown, so runs report no realized rate).
 ``labels='clean'`` declares them clean instead, so a grid can corrupt them with a synthetic noise
 model. Validation and test labels are taken as correct (they score the methods). A missing validation
-or test part is a seeded, stratified hold-out of the training images (its labels are then noisy too).
+or test part is a seeded, stratified hold-out of the training images (its labels are then noisy too, so
+a run refuses a noisy held-out test part: ``nlbench.run.validate.check_held_out_labels``).
 
 ``folder``: ``root/train/<class>/*.jpg`` and optional ``root/val/<class>/``, ``root/test/<class>/``; class
 indices follow the sorted class-folder names of ``train``.
@@ -161,6 +162,14 @@ def csv(*, file: str | None = None, root: str | None = None, labels: str = "nois
         if bad_rows:
             raise ConfigError(f"{path}: row {bad_rows[0] + 2}: label {ys[bad_rows[0]]} is outside [0, {c})"
                               + ("" if num_classes is not None else " (the training rows' classes)"))
+        # As for named labels: a class no training row carries cannot be learnt, yet would count as a class.
+        unseen = sorted(set(range(c)) - set(train_ys))
+        if unseen:
+            rows_of = [i for i, y in enumerate(ys) if y == unseen[0]]
+            where = (f" (it appears in row {rows_of[0] + 2}, split {(rows[rows_of[0]].get('split') or '').strip()!r})"
+                     if rows_of else "")
+            raise ConfigError(f"{path}: class {unseen[0]} has no training row{where}; expected every class 0..{c - 1} "
+                              "in training rows" + (f" (num_classes={num_classes})" if num_classes is not None else ""))
         class_names = [str(i) for i in range(c)]
     else:
         # Classes are the training rows' names: a validation or test name never seen in training is an error,

@@ -67,6 +67,10 @@ class FeatureCache:
         """(array, None) for a valid entry; (None, None) when there is none; (None, why) when the entry
         exists but cannot be used (then it is recomputed). A file we may not read is an error."""
         data, meta = self.paths(key)
+        for path in (data, meta):
+            if path.is_dir():  # not ours to delete: a folder may hold anything
+                raise ConfigError(f"cached features {str(path)!r} is a folder, not a file; remove it (the feature "
+                                  "cache fills it again) and rerun")
         if not (data.is_file() and meta.is_file()):
             return None, None
         label = f"cached features {data}"

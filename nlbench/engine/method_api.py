@@ -109,6 +109,11 @@ class Method(ABC):
     # config hash (confident learning's cross-validated probes).
     probes_in_fft_mode: ClassVar[bool] = False
 
+    def check_train_size(self, num_train: int) -> None:
+        """Raise ConfigError (one line: what the method needs, what to change) when a training set of
+        ``num_train`` images is too small for it; called before a run's first cell. Any size by default."""
+        return None
+
     @abstractmethod
     def run(self, ctx: CellContext) -> Fit:
         """Train in ``ctx.mode`` through the engine's phases; return the fit whose test accuracy is reported."""

@@ -40,6 +40,7 @@ from nlbench.engine.features import (
 from nlbench.engine.images import ImageSource
 from nlbench.engine.training_state import CellProgress, EpochCheckpoint, Fit, Network  # noqa: F401 (Fit: re-exported)
 from nlbench.engine.transforms import BatchTransform
+from nlbench.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -414,6 +415,12 @@ class Trainer:
             subsets = [np.asarray(index(e)) for e in range(epochs)]
         else:
             subsets = [np.arange(self.num_train) if index is None else np.asarray(index)] * epochs
+        if (not freeze_bn and any(len(s) == 1 for s in subsets)
+                and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())):
+            # training_batches folds a last batch of one into the one before; a set of one has no batch before.
+            raise ConfigError(f"{desc}: the training set of an epoch is one image, which BatchNorm in training mode "
+                              "cannot normalise; the method selected one image: loosen its selection or give more "
+                              "training images")
         steps = sum(num_train_batches(len(s), cfg.fft_batch_size) for s in subsets)
         forward = torch.compile(model) if self.compile_fine_tune(backbone, sum(len(s) for s in subsets)) else model
         opt = make_optimizer(cfg.fft_optimizer, model.parameters(), lr=cfg.fft_lr if lr is None else lr,

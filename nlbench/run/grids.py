@@ -30,6 +30,18 @@ from nlbench.run.schema import check_grid_table
 from nlbench.run.spec import CellSpec
 
 LAYOUTS = ("table1", "real")
+TOO_DEEP = "a value is nested too deeply (lists or tables within each other); expected a grid's flat values"
+# A cell id names files: '<id>.json', '<id>.lock', checkpoints '<id>.pt.sha256', and the temporary file beside
+# each ('.<name>.XXXXXXXX.tmp'); 200 bytes keeps all of them within a file name's 255.
+MAX_CELL_ID = 200
+
+
+def check_cell_id(cell_id: str, where: str) -> None:
+    """A ConfigError (one line) when ``cell_id`` is too long to name the cell's files."""
+    size = len(cell_id.encode())
+    if size > MAX_CELL_ID:
+        raise ConfigError(f"{where}: cell id {cell_id[:60]}… is {size} bytes long; at most {MAX_CELL_ID} make a "
+                          "file name: shorten its tags or registered names")
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,10 @@ class Grid:
     def from_table(cls, table: dict, *, name: str, source: str | Path | None = None) -> Grid:
         """A grid from a parsed table: checked by the schema (``source``, a grid file, resolves its relative
         paths); ``name`` unless the table sets one."""
-        raw = check_grid_table(table, source=source, label=None if source is not None else name)
+        try:
+            raw = check_grid_table(table, source=source, label=None if source is not None else name)
+        except RecursionError:
+            raise ConfigError(f"grid {name!r}: {TOO_DEEP}") from None
         return cls(name=raw.get("name", name), description=raw.get("description", ""),
                    layout=raw.get("layout", "table1"), raw=raw, source=str(source if source is not None else name))
 
@@ -91,9 +106,13 @@ def load_grid(name_or_path: str, overrides: Iterable[str] = ()) -> Grid:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read grid file {str(path)!r}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"cannot read grid file {str(path)!r}: {TOO_DEEP}") from None
     overrides = tuple(overrides)
     try:
         grid = Grid.from_table(apply_overrides(raw, overrides), name=path.stem, source=path)
+    except RecursionError:  # a deep value copied by an override
+        raise ConfigError(f"grid file {str(path)!r}: {TOO_DEEP}") from None
     except ConfigError as exc:
         if not overrides or str(exc).startswith("--set"):
             raise
@@ -143,6 +162,7 @@ def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
                         ))
     seen: set[str] = set()
     for cell in cells:
+        check_cell_id(cell.cell_id, f"grid {grid.name!r}")
         if cell.cell_id in seen:
             # Two entries would write one record file and overwrite each other's results.
             raise ConfigError(f"grid {grid.name!r}: the cell {cell.cell_id} appears twice (a repeated entry, or "

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from nlbench.atomic import atomic_write_bytes
+from nlbench.errors import ConfigError
 
 HEARTBEAT_S = 30.0
 # Ten missed heartbeats: a process stalled by swapping or a busy filesystem keeps its claim.
@@ -74,6 +75,8 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the block; blocks
     while another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ConfigError(f"lock file {str(path)!r} is a folder; remove it (nlbench makes it again) and rerun")
     with open(path, "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:

@@ -8,7 +8,9 @@ message is one line naming the bad value and what is allowed.
 
 ``check_grid_table`` validates a parsed grid and returns it normalised: relative paths (``weights``,
 ``mapping_file``, dataset ``root``/``file``) resolved against the grid file's folder, file existence
-checked, registry names (datasets, backbones, noise models, methods) looked up. It is the one check of a grid:
+checked, registry names (datasets, backbones, noise models, methods) and backbone tags looked up,
+``[slurm]`` keys checked (``nlbench.run.slurm_options``: on every run, not only on SLURM). Seeds are bounded
+(``MAX_SEED``) and tags are short (``MAX_TAG``): both become parts of file names. It is the one check of a grid:
 ``grids.load_grid`` and ``grids.Grid.from_table`` call it, and ``grids.expand`` trusts what they made. Left to
 their owners' code: a method's mode and the ranges of its params (``build_method``: the method's own
 ``__post_init__``), and the noise models' own options (``nlbench.run.validate``).
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from nlbench.engine.config import DEVICE_PATTERN, TrainConfig
 from nlbench.errors import ConfigError
 from nlbench.registry import BACKBONES, DATASETS, METHODS, NOISE
+from nlbench.run.slurm_options import options_from_table
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 # One path component: no separator, no '..', no leading dot or dash (hidden files, options).
@@ -43,6 +46,13 @@ PATTERN_TEXT = {
 }
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 TAG_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+# A tag is part of a cell id, hence of file names (records, claims, checkpoints: at most 255 bytes).
+MAX_TAG = 64
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG)]
+# Every seeded library takes it: numpy's and sklearn's seeds are < 2**32, torch's < 2**64; 2**31 leaves room
+# for seed arithmetic (seed + offsets) in 32-bit integers.
+MAX_SEED = 2**31 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 # Dataset options that name files or folders: resolved against the grid file's folder.
 PATH_OPTION = re.compile(r"(root|file|.+_root|.+_file)")
@@ -51,7 +61,7 @@ PATH_OPTION = re.compile(r"(root|file|.+_root|.+_file)")
 class BackboneEntry(BaseModel):
     model_config = STRICT
     name: NonEmpty
-    tag: NonEmpty | None = None
+    tag: Tag | None = None
     weights: NonEmpty | None = None
 
 
@@ -60,7 +70,7 @@ class MethodEntry(BaseModel):
     method: NonEmpty
     mode: NonEmpty
     params: dict[str, Any] = {}
-    tag: str | None = None  # names a variant of the method; its pattern: TAG_PATTERN (a message of its own)
+    tag: Tag | None = None  # names a variant of the method; its pattern: TAG_PATTERN (a message of its own)
 
 
 class NoiseEntry(BaseModel):
@@ -92,11 +102,11 @@ class GridTable(BaseModel):
     backbones: Annotated[list[NonEmpty | dict[str, Any]], Field(min_length=1)]
     noise: Annotated[list[dict[str, Any]], Field(min_length=1)]
     methods: Annotated[list[dict[str, Any]], Field(min_length=1)]
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0]
     train: dict[str, Any] = {}
     dataset_options: dict[str, dict[str, Any]] = {}
     val_labels: Literal["noisy", "clean"] = "noisy"
-    slurm: dict[str, Any] = {}  # checked by executors.resolve_slurm_options
+    slurm: dict[str, Any] = {}  # its keys: slurm_options.options_from_table; merged by executors
 
 
 def _describe(value: Any) -> str:
@@ -233,6 +243,10 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
         entry = check(BackboneEntry, {"name": b} if isinstance(b, str) else b, f"{where}: backbones entry {b!r}",
                       f"{where}: unknown field(s) {{names}} in the backbones entry of {name!r}; expected: {{expected}}")
         BACKBONES.entry(entry.name)
+        if entry.tag is not None:
+            from nlbench.backbones import backbone_facts  # torch-backed, as the registry lookup above
+
+            backbone_facts(entry.name).preprocessing_for(entry.tag)  # an unknown tag: one line with the choices
         item = entry.model_dump(exclude_none=True)
         if entry.weights is not None:
             item["weights"] = _resolve(entry.weights, base)
@@ -267,13 +281,14 @@ def check_grid_table(raw: Any, *, source: str | Path | None = None, label: str |
         check_params(entry.method, entry.params)
         if entry.tag is not None and not TAG_PATTERN.fullmatch(entry.tag):
             raise ConfigError(f"{where}: method tag {entry.tag!r} of {entry.method!r}; expected letters, digits, "
-                              "'.', '-' or '_'")
+                              f"'.', '-' or '_', at most {MAX_TAG} characters")
         methods.append(m)
     out["methods"] = methods
 
     if len(set(top.seeds)) != len(top.seeds):
         raise ConfigError(f"{where}: seeds {top.seeds} repeat a seed; expected distinct non-negative integers")
     check_train(top.train)
+    options_from_table(top.slurm, f"{where}: [slurm]")
 
     options = {}
     for dataset, opts in top.dataset_options.items():

@@ -37,10 +37,26 @@ def check_output_folder(path: str | Path, what: str, hint: str = "choose a folde
         raise ConfigError(f"{what} {str(p)!r} is a file; expected a folder")
     existing = p
     while not existing.exists():
+        if existing.is_symlink():  # a dangling link: mkdir would meet it as an existing name
+            raise ConfigError(f"{what} {str(existing)!r} is a symbolic link to {os.readlink(existing)!r}, which does "
+                              "not exist; create its target or choose another folder")
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{what} {str(p)!r} cannot be created: {str(existing)!r} is a file")
     check_writable(p, what, hint)
+
+
+def check_results_layout(grid: Grid, results: str | Path) -> None:
+    """The names nlbench writes under ``<results>/<grid>/`` are free or of the right kind: its folders are
+    not files, its fixed files (the owner file, the claims' lock) are not folders."""
+    base = Path(results) / grid.name
+    for folder in (base, base / "claims", base / "records"):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{str(folder)!r} is a file; nlbench keeps a folder there: move the file away")
+    for file in (base / OWNER_FILE, base / "claims" / ".mutex"):
+        if file.is_dir():
+            raise ConfigError(f"{str(file)!r} is a folder; nlbench keeps a file there: remove the folder "
+                              "(nlbench makes the file again)")
 
 
 def _owner_path(grid: Grid, results: Path) -> Path:
@@ -94,6 +110,7 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
     datasets = {}
     checked_noise = set()
     checked_weights = set()
+    checked_sizes = set()
     for cell in cells:
         key = (cell.dataset, json.dumps(cell.dataset_options, sort_keys=True, default=str))
         if key not in datasets:
@@ -107,6 +124,7 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
         dataset = datasets[key]
         if dataset is None:
             continue
+        check_held_out_labels(cell, dataset)
         noise_key = (key, cell.noise, cell.rate, json.dumps(cell.noise_options, sort_keys=True, default=str))
         if noise_key not in checked_noise:
             checked_noise.add(noise_key)
@@ -126,9 +144,39 @@ def check_inputs(cells: list[CellSpec], *, missing_data: Callable[[str], None] |
                         and dataset.train.images is None):
                     raise ConfigError(f"inst noise on pixels needs an in-memory dataset; {cell.dataset!r} is read "
                                       "by path: use the noise option inputs_kind='features'")
+        size_key = (key, cell.method_key, cell.mode)
+        if size_key not in checked_sizes:
+            checked_sizes.add(size_key)
+            try:
+                cell.method_instance.check_train_size(len(dataset.train))
+            except ConfigError as exc:
+                raise ConfigError(f"method {cell.method_key!r} ({cell.mode}) on dataset {cell.dataset!r}: "
+                                  f"{exc}") from None
         if cell.backbone_weights and cell.backbone_weights not in checked_weights:
             checked_weights.add(cell.backbone_weights)
             _check_weights(cell.backbone, cell.backbone_weights)
+
+
+def check_held_out_labels(cell: CellSpec, dataset) -> None:
+    """Test labels score the methods, and validation labels too with ``val_labels = "clean"``: a part held
+    out of noisily labelled training images (a ``folder``/``csv`` dataset's ``test_size``/``val_size``) has
+    no clean labels, so it cannot serve. Refused with what the user can do instead."""
+    name = cell.dataset
+    opts = f"[dataset_options.{name}]"
+    if dataset.test.labels is None:
+        raise ConfigError(
+            f"dataset {name!r}: its test images are held out of the noisy training images "
+            f"(test_size = {dataset.identity.get('test_size')}), so their labels are noisy too and cannot score the "
+            f"methods; give clean test images (test/<class>/ folders, or CSV rows with split = test), or, if the "
+            f"given labels are in fact clean, declare them so (labels = \"clean\" in {opts}) and add a synthetic "
+            f"noise model")
+    if cell.val_labels == "clean" and dataset.val.labels is None:
+        own = dataset.identity.get("dataset") in ("folder", "csv")
+        raise ConfigError(
+            f"dataset {name!r}: val_labels = \"clean\" asks for clean validation labels, but its validation images "
+            f"are held out of the noisy training images, so they have none; "
+            + ("give clean validation images (val/<class>/ folders, or CSV rows with split = val), or " if own else "")
+            + "set val_labels = \"noisy\"")
 
 
 def load_checked_dataset(name: str, options: dict):
@@ -161,5 +209,6 @@ def check_run(grid: Grid, cells: list[CellSpec], *, results: str | Path, cache: 
     ``missing_data`` to hear of datasets whose files are not on this machine rather than stop)."""
     check_output_folder(results, "results folder", "choose a writable one with --results")
     check_output_folder(cache, "cache folder", "choose a writable one with --cache or $NLBENCH_CACHE")
+    check_results_layout(grid, results)
     check_results_owner(grid, results)
     check_inputs(cells, missing_data=missing_data)
