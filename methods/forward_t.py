@@ -123,17 +123,20 @@ class ForwardT(Method):
             return None
         return self.percentile
 
-    def estimator_probe(self, ctx: CellContext):
+    def estimator_probe(self, ctx: CellContext) -> tuple[torch.nn.Module, dict]:
         """The CE probe that estimates T, at its epoch of lowest validation loss or at its last, and what the
         record keeps of that choice."""
         engine = ctx.engine
         val_labels = torch.as_tensor(engine.val_labels, device=engine.device)
         lowest = LowestValidationLoss(lambda head: engine.probe_logits(head, "val"), val_labels)
         probe = engine.linear_probe(cross_entropy, desc="Fwd-T: CE probe for T", on_epoch_end=lowest)
-        head = probe.model
+        head, epoch = probe.model, len(lowest.losses) - 1
         if self.estimator_epoch == "lowest_val_loss":
-            head.load_state_dict(lowest.state)
-        epoch = lowest.epoch if self.estimator_epoch == "lowest_val_loss" else len(lowest.losses) - 1
+            if lowest.state is None:  # no finite validation loss: the probe diverged; keep its last epoch
+                ctx.log("Fwd-T: no epoch of the CE probe had a finite validation loss; T from its last epoch")
+            else:
+                head.load_state_dict(lowest.state)
+                epoch = lowest.epoch
         info = {"estimator_epoch": self.estimator_epoch, "estimator_probe_epoch": epoch,
                 "estimator_probe_val_loss": round(lowest.losses[epoch], 6),
                 "estimator_probe_val_losses": [round(v, 6) for v in lowest.losses],
