@@ -138,6 +138,9 @@ class CORESLoss:
         self.kept = state["kept"].bool()
 
 
+_LR_SCALINGS = ("one_plus_beta", "none")
+
+
 @register_method("cores", modes=("fft", "lp", "lp-fft"), label="CORES2", order=150,
                  source="Cheng et al., ICLR 2021; github.com/UCSC-REAL/cores")
 @dataclass(frozen=True)
@@ -149,7 +152,9 @@ class CORES(Method):
     beta_ramp_epochs: int = 30  # reference f_beta: the linear ramp's 30 epochs
     warmup_epochs: int = 30  # reference loss_cores: every sample kept while epoch ≤ 30
     code_epochs: int = 100  # reference phase1.py --n_epoch 100: the schedule above is stretched to the phase
-    scale_lr: bool = True  # reference phase1.py 44-47: lr / (1 + β(epoch)); False: the unscaled rate
+    # Reference phase1.py 44-47: lr / (1 + β(epoch)); "none": the schedule undivided. (A string, not the earlier
+    # bool scale_lr, which divided the loss: the config hash changes, so records made that way are not reused.)
+    lr_scaling: str = "one_plus_beta"
 
     def __post_init__(self) -> None:
         if self.beta_max < 0:
@@ -159,11 +164,15 @@ class CORES(Method):
                 raise ConfigError(f"CORES {name} must be ≥ 0; got {getattr(self, name)}")
         if self.code_epochs < 1:
             raise ConfigError(f"CORES code_epochs must be ≥ 1; got {self.code_epochs}")
+        if self.lr_scaling not in _LR_SCALINGS:
+            raise ConfigError(f"unknown CORES lr_scaling {self.lr_scaling!r}; expected one of: "
+                              f"{', '.join(_LR_SCALINGS)}")
 
     def criterion(self, ctx: CellContext, epochs: int, phase: str) -> CORESLoss:
         return CORESLoss(ctx.labels, ctx.num_classes, epochs, beta_max=self.beta_max,
                          zero_epochs=self.beta_zero_epochs, ramp_epochs=self.beta_ramp_epochs,
-                         warmup_epochs=self.warmup_epochs, code_epochs=self.code_epochs, scale_lr=self.scale_lr,
+                         warmup_epochs=self.warmup_epochs, code_epochs=self.code_epochs,
+                         scale_lr=self.lr_scaling == "one_plus_beta",
                          on_epoch_end=lambda kept, epoch: ctx.log_selection(kept, epoch=epoch, phase=phase))
 
     def run(self, ctx: CellContext) -> Fit:
@@ -183,8 +192,7 @@ class CORES(Method):
                              lp_lr_factor_per_epoch=lp_criterion.lr_factors())
         fit.extra.update(beta_max=self.beta_max, beta_zero_epochs=self.beta_zero_epochs,
                          beta_ramp_epochs=self.beta_ramp_epochs, warmup_epochs=self.warmup_epochs,
-                         code_epochs=self.code_epochs, scale_lr=self.scale_lr,
-                         lr_scaling="learning rate / (1 + β) per epoch" if self.scale_lr else "none",
+                         code_epochs=self.code_epochs, lr_scaling=self.lr_scaling,
                          lr_factor_per_epoch=criterion.lr_factors(),
                          setting="reference phase1.py/loss.py (CIFAR-10/100: one schedule), phase 1 only")
         return fit

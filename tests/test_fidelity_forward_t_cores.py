@@ -242,6 +242,8 @@ def test_cores_run_records_the_learning_rate_factors(tmp_path):
     ctx = tiny_context(tmp_path, "lp")
     fit = CORES().run(ctx)  # 2 LP epochs: the reference's epochs 0 and 50 (β 0, 2)
     assert fit.extra["lr_factor_per_epoch"] == pytest.approx([1.0, 1 / 3], abs=1e-6)
-    assert fit.extra["lr_scaling"] == "learning rate / (1 + β) per epoch" and fit.extra["scale_lr"] is True
-    fit = CORES(scale_lr=False).run(tiny_context(tmp_path, "lp"))
+    assert fit.extra["lr_scaling"] == "one_plus_beta"
+    fit = CORES(lr_scaling="none").run(tiny_context(tmp_path, "lp"))
     assert fit.extra["lr_factor_per_epoch"] == [1.0, 1.0] and fit.extra["lr_scaling"] == "none"
+    with pytest.raises(ConfigError, match="unknown CORES lr_scaling 'loss'; expected one of: one_plus_beta, none"):
+        build_method("cores", "lp", {"lr_scaling": "loss"})
