@@ -5,9 +5,10 @@ Phase 1 of the reference code (phase1.py, loss.py): per sample, the confidence-r
 ℓ_i = CE(f(x_i), ỹ_i) − β·Σ_j P(j)·CE(f(x_i), j), P the class prior of the noisy labels; sample i stays in the
 batch's loss while CE(f(x_i), ỹ_i) − (1/C)·Σ_j CE(f(x_i), j) ≤ 0 (the paper's ℓ_CR − α_i ≤ 0), judged on the
 batch's own forward pass; everything is kept during the first 30 of the code's 100 epochs. β follows the
-code's schedule, and the learning rate is divided by 1 + β (here the loss is: see docs/fidelity.md). After
-each epoch the prior becomes the class distribution of the noisy labels of the samples kept, and the kept
-set is logged as the epoch's selection. Phase 2 (UDA consistency training on the sieved-out samples as
+code's schedule, and the learning rate is divided by 1 + β of the epoch (phase1.py 44-47, 208: the engine
+multiplies its scheduled rate by ``CORESLoss.lr_factor``; the loss itself is not scaled). After each epoch
+the prior becomes the class distribution of the noisy labels of the samples kept, and the kept set is logged
+as the epoch's selection. Phase 2 (UDA consistency training on the sieved-out samples as
 unlabelled data) is left out.
 """
 
@@ -61,7 +62,8 @@ class CORESLoss:
     The phase's epoch e runs the reference's epoch ⌊e·code_epochs/epochs⌋ of β and of the sieve's start
     (the reference schedule stretched to the phase). Every epoch covers each sample once, so the criterion
     closes an epoch when it has seen ``len(labels)`` samples: it calls ``on_epoch_end(kept_mask, epoch)``
-    and updates the prior from the kept samples."""
+    and updates the prior from the kept samples. With ``scale_lr`` the engine's training loops multiply the
+    learning rate of epoch e by ``lr_factor(e)`` = 1 / (1 + β(e)) (``nlbench.engine.train.criterion_lr_factor``)."""
 
     def __init__(self, labels: np.ndarray, num_classes: int, epochs: int, *, beta_max: float = 2.0,
                  zero_epochs: int = 10, ramp_epochs: int = 30, warmup_epochs: int = 30, code_epochs: int = 100,
@@ -83,6 +85,16 @@ class CORESLoss:
         return beta_schedule(self.code_epoch(epoch), beta_max=self.beta_max, zero_epochs=self.zero_epochs,
                              ramp_epochs=self.ramp_epochs)
 
+    def lr_factor(self, epoch: int) -> float:
+        """The learning-rate multiplier of the phase's epoch ``epoch``: reference phase1.py 44-47
+        ``adjust_learning_rate`` sets lr = alpha_plan[epoch] / (1 + f_beta(epoch)) before each epoch (line 208);
+        1 without ``scale_lr``."""
+        return 1.0 / (1.0 + self.beta(epoch)) if self.scale_lr else 1.0
+
+    def lr_factors(self) -> list[float]:
+        """``lr_factor`` of every epoch of the phase (the record's ``lr_factor_per_epoch``)."""
+        return [round(self.lr_factor(e), 6) for e in range(self.epochs)]
+
     def sieving(self, epoch: int) -> bool:
         """The reference keeps every sample while epoch ≤ 30."""
         return self.code_epoch(epoch) > self.warmup_epochs
@@ -94,8 +106,6 @@ class CORESLoss:
         weights = keep.float()
         # The reference's empty batch returns mean(0·loss)/1e8: zero, with no gradient.
         loss = (weights * regularised).sum() / weights.sum().clamp(min=1.0)
-        if self.scale_lr:  # reference phase1.py adjust_learning_rate: lr / (1 + β)
-            loss = loss / (1.0 + beta)
         if self.kept.device != logits.device:
             self.kept = self.kept.to(logits.device)
         self.kept[index] = keep
@@ -128,6 +138,9 @@ class CORESLoss:
         self.kept = state["kept"].bool()
 
 
+_LR_SCALINGS = ("one_plus_beta", "none")
+
+
 @register_method("cores", modes=("fft", "lp", "lp-fft"), label="CORES2", order=150,
                  source="Cheng et al., ICLR 2021; github.com/UCSC-REAL/cores")
 @dataclass(frozen=True)
@@ -139,7 +152,9 @@ class CORES(Method):
     beta_ramp_epochs: int = 30  # reference f_beta: the linear ramp's 30 epochs
     warmup_epochs: int = 30  # reference loss_cores: every sample kept while epoch ≤ 30
     code_epochs: int = 100  # reference phase1.py --n_epoch 100: the schedule above is stretched to the phase
-    scale_lr: bool = True  # reference phase1.py: lr / (1 + β(epoch)); done here by dividing the loss
+    # Reference phase1.py 44-47: lr / (1 + β(epoch)); "none": the schedule undivided. (A string, not the earlier
+    # bool scale_lr, which divided the loss: the config hash changes, so records made that way are not reused.)
+    lr_scaling: str = "one_plus_beta"
 
     def __post_init__(self) -> None:
         if self.beta_max < 0:
@@ -149,27 +164,35 @@ class CORES(Method):
                 raise ConfigError(f"CORES {name} must be ≥ 0; got {getattr(self, name)}")
         if self.code_epochs < 1:
             raise ConfigError(f"CORES code_epochs must be ≥ 1; got {self.code_epochs}")
+        if self.lr_scaling not in _LR_SCALINGS:
+            raise ConfigError(f"unknown CORES lr_scaling {self.lr_scaling!r}; expected one of: "
+                              f"{', '.join(_LR_SCALINGS)}")
 
     def criterion(self, ctx: CellContext, epochs: int, phase: str) -> CORESLoss:
         return CORESLoss(ctx.labels, ctx.num_classes, epochs, beta_max=self.beta_max,
                          zero_epochs=self.beta_zero_epochs, ramp_epochs=self.beta_ramp_epochs,
-                         warmup_epochs=self.warmup_epochs, code_epochs=self.code_epochs, scale_lr=self.scale_lr,
+                         warmup_epochs=self.warmup_epochs, code_epochs=self.code_epochs,
+                         scale_lr=self.lr_scaling == "one_plus_beta",
                          on_epoch_end=lambda kept, epoch: ctx.log_selection(kept, epoch=epoch, phase=phase))
 
     def run(self, ctx: CellContext) -> Fit:
         engine, config = ctx.engine, ctx.engine.config
         if ctx.mode == "lp":
-            fit = engine.linear_probe(self.criterion(ctx, config.lp_epochs, "sieve"), desc="LP CORES2")
+            criterion = self.criterion(ctx, config.lp_epochs, "sieve")
+            fit = engine.linear_probe(criterion, desc="LP CORES2")
         elif ctx.mode == "fft":
-            fit = engine.fine_tune(self.criterion(ctx, config.fft_epochs, "sieve"), desc="FFT CORES2")
+            criterion = self.criterion(ctx, config.fft_epochs, "sieve")
+            fit = engine.fine_tune(criterion, desc="FFT CORES2")
         else:
-            probe = engine.linear_probe(self.criterion(ctx, config.lp_epochs, "lp-sieve"),
-                                        desc="LP-FT CORES2: LP")
-            fit = engine.fine_tune(self.criterion(ctx, config.fft_epochs, "sieve"), head=probe.model,
-                                   desc="LP-FT CORES2: FT")
-            fit.extra.update(lp_test_acc_best=probe.test_acc_best, lp_test_acc_last=probe.test_acc_last)
+            lp_criterion = self.criterion(ctx, config.lp_epochs, "lp-sieve")
+            probe = engine.linear_probe(lp_criterion, desc="LP-FT CORES2: LP")
+            criterion = self.criterion(ctx, config.fft_epochs, "sieve")
+            fit = engine.fine_tune(criterion, head=probe.model, desc="LP-FT CORES2: FT")
+            fit.extra.update(lp_test_acc_best=probe.test_acc_best, lp_test_acc_last=probe.test_acc_last,
+                             lp_lr_factor_per_epoch=lp_criterion.lr_factors())
         fit.extra.update(beta_max=self.beta_max, beta_zero_epochs=self.beta_zero_epochs,
                          beta_ramp_epochs=self.beta_ramp_epochs, warmup_epochs=self.warmup_epochs,
-                         code_epochs=self.code_epochs, scale_lr=self.scale_lr,
+                         code_epochs=self.code_epochs, lr_scaling=self.lr_scaling,
+                         lr_factor_per_epoch=criterion.lr_factors(),
                          setting="reference phase1.py/loss.py (CIFAR-10/100: one schedule), phase 1 only")
         return fit

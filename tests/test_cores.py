@@ -74,8 +74,8 @@ def test_sieve_keeps_the_hand_picked_samples_weights_the_loss_and_updates_the_pr
     ce = -np.log(p[np.arange(6), LABELS[order]])
     regularised = ce - 2.0 * (np.array([3, 2, 1]) / 6 * -np.log(p + 1e-8)).sum(1)
     kept = np.array(KEPT)[order]
-    # Mean over the kept samples, divided by 1 + β (the reference's lr / (1 + β)).
-    assert loss.item() == pytest.approx(regularised[kept].mean() / 3.0, rel=1e-5)
+    # Mean over the kept samples, unscaled: 1 + β divides the learning rate (lr_factor), not the loss.
+    assert loss.item() == pytest.approx(regularised[kept].mean(), rel=1e-5)
     loss.backward()
     assert torch.count_nonzero(logits.grad[~torch.tensor(kept)]) == 0
     assert torch.count_nonzero(logits.grad[torch.tensor(kept)]) > 0
@@ -92,12 +92,14 @@ def test_a_batch_with_nothing_kept_gives_zero_loss_and_no_gradient():
     assert loss.item() == 0.0 and torch.count_nonzero(logits.grad) == 0
 
 
-def test_without_lr_scaling_the_loss_is_not_divided():
+def test_lr_scaling_changes_the_learning_rate_factor_not_the_loss():
     scaled, unscaled = CORESLoss(LABELS, 3, epochs=2), CORESLoss(LABELS, 3, epochs=2, scale_lr=False)
     for criterion in (scaled, unscaled):
         criterion.load_state_dict({**criterion.state_dict(), "epoch": 1})
     args = (torch.tensor(np.log(PROBS), dtype=torch.float32), torch.tensor(LABELS), torch.arange(6))
-    assert unscaled(*args).item() == pytest.approx(3.0 * scaled(*args).item(), rel=1e-6)
+    assert unscaled(*args).item() == pytest.approx(scaled(*args).item(), rel=1e-6)
+    assert scaled.lr_factors() == pytest.approx([1.0, 1 / 3])  # β 0, then 2 (the reference's epoch 50)
+    assert unscaled.lr_factors() == [1.0, 1.0]
 
 
 def test_an_epoch_that_does_not_cover_the_training_set_once_is_refused():

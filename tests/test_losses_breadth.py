@@ -214,12 +214,11 @@ def test_transition_error_by_hand():
         transition_error(np.eye(3), T2)
 
 
-def test_anchor_rule_per_dataset():
-    assert ForwardT().anchor_percentile("cifar10") == 97.0
-    assert ForwardT().anchor_percentile("digits") == 97.0
-    assert ForwardT().anchor_percentile("cifar100") is None  # experiment.py 59-60: arg-max on CIFAR-100
-    assert ForwardT(anchor="argmax").anchor_percentile("cifar10") is None
-    assert ForwardT(anchor="percentile").anchor_percentile("cifar100") == 97.0
+def test_anchor_rule_by_class_count():
+    assert ForwardT().anchor_percentile(10) == 97.0  # CIFAR-10, digits, Fashion-MNIST
+    assert ForwardT().anchor_percentile(100) is None  # experiment.py 59-60: arg-max on CIFAR-100
+    assert ForwardT(anchor="argmax").anchor_percentile(10) is None
+    assert ForwardT(anchor="percentile").anchor_percentile(100) == 97.0
 
 
 def test_bad_forward_t_options():

@@ -108,6 +108,20 @@ class Criterion(Protocol):
         ...
 
 
+def criterion_lr_factor(criterion: Criterion) -> Callable[[int], float] | None:
+    """A criterion's learning-rate multiplier per epoch, ``lr_factor(epoch) -> float``, or None where it has
+    none: CORES² divides the learning rate by 1 + β(epoch) (reference phase1.py ``adjust_learning_rate``)."""
+    return getattr(criterion, "lr_factor", None)
+
+
+def scale_learning_rate(optimizer: torch.optim.Optimizer, scheduler, factor: float) -> None:
+    """Set every parameter group's learning rate to the scheduler's value times ``factor``. LambdaLR computes
+    each step's rate from the base rate, so the next ``scheduler.step()`` starts from the unscaled value again:
+    call this after every step of an epoch whose factor is not 1."""
+    for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr * factor
+
+
 def criterion_after_step(criterion: Criterion) -> None:
     """Let a criterion that owns trainable per-sample parameters (SOP's u, v) step its own optimiser: called
     once after every optimiser step of the model, with the gradients of the same backward pass."""
@@ -339,9 +353,12 @@ class Trainer:
         index: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         desc: str = "LP",
+        on_epoch_end: Callable[[int, nn.Module], None] | None = None,
     ) -> Fit:
         """Train a linear head on frozen view-0 features of the training samples ``index`` (all by default)
-        with ``labels`` (the noisy training labels by default)."""
+        with ``labels`` (the noisy training labels by default). ``on_epoch_end(epoch, head)`` is called after
+        each epoch's evaluation (Forward-T keeps the head of lowest validation loss). A criterion with
+        ``lr_factor(epoch)`` has the scheduled learning rate multiplied by it during that epoch."""
         cfg = self.config
         epochs = cfg.lp_epochs if epochs is None else epochs
         feats = self.features("train")
@@ -357,8 +374,12 @@ class Trainer:
         sched = make_scheduler(cfg.scheduler, opt, steps)
         generator = torch.Generator().manual_seed(self.seed)
         fit = Fit(model=head)
+        lr_factor = criterion_lr_factor(criterion)
         for epoch in tqdm(range(epochs), desc=desc, disable=not self.progress, leave=False):
             head.train()
+            factor = None if lr_factor is None else float(lr_factor(epoch))
+            if factor is not None:
+                scale_learning_rate(opt, sched, factor)
             ids = torch.as_tensor(index)[torch.randperm(len(index), generator=generator)].to(self.device)
             total, count = 0.0, 0
             for start in range(0, len(ids), cfg.lp_batch_size):
@@ -369,10 +390,14 @@ class Trainer:
                 opt.step()
                 criterion_after_step(criterion)
                 sched.step()
+                if factor is not None:
+                    scale_learning_rate(opt, sched, factor)
                 # On the device (as in fine_tune): no wait for the GPU each step.
                 total, count = total + loss.detach().double() * len(batch), count + len(batch)
             self.record_epoch(fit, epoch, float(total) / max(1, count), lambda s: self.probe_logits(head, s),
                              last=epoch == epochs - 1)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, head)
         return fit
 
     def fine_tune(
@@ -396,7 +421,8 @@ class Trainer:
         With ``checkpoint_dir`` set, the state after every epoch is saved (nlbench.engine.checkpoint), and a
         call that finds its checkpoint resumes after the saved epoch: the model, optimiser, scheduler,
         random states, criterion state, history, subsets and selections are restored, so the fit ends as
-        it would have without the interruption."""
+        it would have without the interruption. A criterion with ``lr_factor(epoch)`` has the scheduled
+        learning rate multiplied by it during that epoch (as in ``linear_probe``)."""
         cfg = self.config
         epochs = cfg.fft_epochs if epochs is None else epochs
         call = self._fine_tune_calls
@@ -446,8 +472,12 @@ class Trainer:
             if len(subsets) == 1:
                 subsets = subsets * epochs
 
+        lr_factor = criterion_lr_factor(criterion)
         for epoch in tqdm(range(first_epoch, epochs), desc=desc, disable=not self.progress, leave=False):
             started = time.perf_counter()
+            factor = None if lr_factor is None else float(lr_factor(epoch))
+            if factor is not None:  # also after a resume: the saved optimiser holds the last epoch's rate
+                scale_learning_rate(opt, sched, factor)
             model.train()
             if freeze_bn:
                 for module in model.modules():
@@ -467,6 +497,8 @@ class Trainer:
                 opt.step()
                 criterion_after_step(criterion)
                 sched.step()
+                if factor is not None:
+                    scale_learning_rate(opt, sched, factor)
                 self.counters["backbone_forward_images"] += len(ids)
                 self.counters["backbone_backward_images"] += len(ids)
                 # Summed on the device and read once per epoch: a float() here would wait for the GPU

@@ -5,7 +5,9 @@ T[i, j] = p(ỹ = j | y = i): rows are true classes, columns noisy labels (the o
 predicts p(ỹ | x) = Σ_i p(y = i | x) T[i, ·]; at an *anchor point* of class i (a sample that is surely of
 class i), its prediction is T's row i. The anchor of class i is the sample with the highest predicted
 p(ỹ = i | x) (the paper's estimator), or, robust to over-confident outliers, the highest one below that
-column's 97th percentile (the official code, ``models.py: NoiseEstimator.fit``).
+column's 97th percentile (the official code, ``models.py: NoiseEstimator.fit``). The filter sets aside 3 % of
+all N samples per column: once that exceeds a class (balanced: C > 100/3), the anchors leave their class, which
+is why the official code used it on 2 and 10 classes only (``experiment.py`` 58-62; Forward-T's class-count rule).
 """
 
 from __future__ import annotations
