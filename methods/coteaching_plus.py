@@ -78,11 +78,11 @@ class CoTeachingPlus(SmallLossMethod):
                 return F.cross_entropy(z, y, reduction="none")
 
         def epoch_fn(epoch: int, state: dict) -> list[float]:
-            forget = run.forget(epoch)
             run.new_epoch()
             pair.train_both()
             disagreeing, whole = 0, 0
             for i, ids in enumerate(pair.epoch_batches()):
+                forget = run.forget(epoch, i)
                 (x,) = pair.draw(ids, 1)
                 logits = [pair.forward(k, x, grad=True) for k in (0, 1)]
                 labels = pair.labels[ids.to(run.device)]
@@ -100,7 +100,7 @@ class CoTeachingPlus(SmallLossMethod):
                         loss = ce(logits[k], labels).mean()
                         run.note(k, ids, every, loss)
                         pair.step(k, loss)
-            state["forget_rates"].append(round(forget, 6))
+            state["forget_rates"].append(run.epoch_forget_rate())
             state["selected_sizes"].append([int(m.sum()) for m in run.selected])
             state["disagreement_sizes"].append(disagreeing if epoch + 1 >= init_epoch else None)
             state["whole_batches"].append(whole)

@@ -223,6 +223,11 @@ class NetworkPair:
             return [order]
         return [order[start : start + self.batch_size] for start in range(0, n - self.batch_size + 1, self.batch_size)]
 
+    def batches_per_epoch(self) -> int:
+        """len(``epoch_batches()``): ⌊N/B⌋, or 1 where N < B."""
+        n = self.trainer.num_train
+        return 1 if n < self.batch_size else n // self.batch_size
+
     def step_schedules(self) -> None:
         """Step both learning-rate schedules: once per epoch, after it is trained."""
         for s in self.scheds:
