@@ -47,8 +47,7 @@ class CoTeaching(SmallLossMethod):
             run.new_epoch()
             pair.train_both()
             for i, ids in enumerate(pair.epoch_batches()):
-                (x,) = pair.draw(ids, 1)
-                logits = [pair.forward(k, x, grad=True) for k in (0, 1)]
+                logits = run.logits(ids)
                 coteaching_step(run, ids, logits, pair.labels[ids.to(run.device)], run.forget(epoch, i))
             state["forget_rates"].append(run.epoch_forget_rate())
             state["selected_sizes"].append([int(m.sum()) for m in run.selected])

@@ -82,8 +82,7 @@ class JoCoR(SmallLossMethod):
             pair.train_both()
             for i, ids in enumerate(pair.epoch_batches()):
                 forget = run.forget(epoch, i)
-                (x,) = pair.draw(ids, 1)
-                logits = [pair.forward(k, x, grad=True) for k in (0, 1)]
+                logits = run.logits(ids)
                 joint = jocor_loss(logits[0], logits[1], pair.labels[ids.to(run.device)], co_lambda)
                 keep = small_loss_indices(joint, forget)
                 loss = joint[keep].mean()

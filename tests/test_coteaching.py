@@ -12,9 +12,10 @@ from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's defau
 
 from nlbench.engine.method_api import CellContext
 from nlbench.engine.network_pair import NetworkPair
-from nlbench.engine.small_loss import forget_rate, forget_rate_at_step, num_remember
+from nlbench.engine.small_loss import SmallLossRun, forget_rate, forget_rate_at_step, num_remember
 from nlbench.errors import ConfigError
 from nlbench.methods import build_method
+from nlbench.methods.coteaching_plus import trains_whole_batch
 from nlbench.methods.jocor import published_co_lambda
 from nlbench.noise import apply_noise
 
@@ -182,3 +183,52 @@ def test_resumed_fft_coteaching_equals_the_uninterrupted_run(tmp_path, monkeypat
     assert [(s["phase"], s["epoch"], s["mask"].tolist()) for s in trainer.selections] == \
         [(s["phase"], s["epoch"], s["mask"].tolist()) for s in ref_trainer.selections]
     assert trainer.counters == ref_trainer.counters and len(trainer.fft_epoch_seconds) == 4
+
+
+def test_whole_batch_rule_keeps_the_codes_share_of_the_budget():
+    """Co-teaching+ loss.py 60 (``step < 5000``) with main.py 255 (``step = epoch*i``), at its CIFAR budget of
+    200 epochs × 390 batches. 'scaled' at that budget is the code's rule; at 20 epochs × 9 batches it is
+    (e + 1)·i·200·390 < 5000·20·9, i.e. (e + 1)·i ≤ 11, where the code's (e + 1)·i ≤ 8·20 < 5000 never expires."""
+    for e, i in [(0, 389), (19, 249), (19, 250), (199, 24), (199, 25), (12, 384), (12, 385)]:
+        assert trains_whole_batch(e, i, 200, 390) == ((e + 1) * i < 5000)
+    assert [trains_whole_batch(e, i, 20, 9) for e, i in [(0, 8), (1, 5), (1, 6), (5, 1), (5, 2), (10, 1), (11, 0)]] \
+        == [True, True, False, True, False, True, True]
+    assert trains_whole_batch(10, 1, 20, 9) and not trains_whole_batch(11, 1, 20, 9)
+    assert all(trains_whole_batch(e, i, 20, 9, "code") for e in range(20) for i in range(9))
+
+
+def test_note_disagreement_counts_differing_argmax():
+    pair = NetworkPair.__new__(NetworkPair)  # the counter only
+    pair._disagreeing = [0, 0]
+    a = torch.tensor([[2.0, 1.0], [0.0, 1.0], [5.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    pair.note_disagreement(a, b)
+    pair.note_disagreement(b[:1], b[:1])
+    assert pair.take_disagreement() == round(1 / 4, 6) and pair.take_disagreement() is None
+
+
+@pytest.mark.parametrize("method", ["coteaching", "coteaching_plus", "jocor"])
+def test_pair_disagreement_is_recorded_and_own_views_differ(method, tmp_path):
+    shared = build_method(method, "lp", {"augment": True}).run(tiny_context(tmp_path / "s", "lp", epochs=2))
+    own = build_method(method, "lp", {"augment": True, "pair_views": "own"}).run(
+        tiny_context(tmp_path / "o", "lp", epochs=2))
+    for fit, views in ((shared, "shared"), (own, "own")):
+        assert fit.extra["pair_views"] == views
+        assert len(fit.extra["pair_disagreement"]) == 2 and all(0.0 <= d <= 1.0 for d in fit.extra["pair_disagreement"])
+    # What each network sees: with 'own' the two views of a sample are distinct cached views (K = 2), with
+    # 'shared' one draw for both.
+    for views, same in (("shared", True), ("own", False)):
+        run = SmallLossRun(build_method(method, "lp", {"augment": True, "pair_views": views}),
+                           tiny_context(tmp_path / f"v{views}", "lp", epochs=2), method)
+        x1, x2 = run.inputs(torch.arange(8))
+        assert torch.equal(x1, x2) is same
+        if not same:
+            assert all(not torch.equal(a, b) for a, b in zip(x1, x2, strict=True))
+    with pytest.raises(ConfigError, match="pair_views 'own' .* needs augment = true"):
+        build_method(method, "lp", {"pair_views": "own"})
+
+
+def test_dividemix_records_disagreement_after_its_warmup(tmp_path):
+    fit = build_method("dividemix", "lp", {"warmup_epochs": 1}).run(tiny_context(tmp_path, "lp", epochs=2))
+    first, second = fit.extra["pair_disagreement"]
+    assert first is None and 0.0 <= second <= 1.0  # warm-up: each network on its own batches, nothing to compare

@@ -126,6 +126,9 @@ def check_forget_rate(value: float, method: str) -> None:
 
 
 # --------------------------------------------------------------------------- the methods' shared base
+# What the two networks see of a batch: 'shared' (the codes: the same images) or 'own' (each its own augmented
+# view: in lp mode one of the K cached feature views each, distinct per sample; in fft a fresh augmentation).
+PAIR_VIEWS = ("shared", "own")
 # τ when none is given: 'expected' (what the cell's noise model flips in expectation), 'nominal' (the codes'
 # forget_rate = noise_rate, JoCoR's halved under asymmetric noise), 'estimate' (from a probe's losses).
 FORGET_RATE_RULES = ("expected", "nominal", "estimate")
@@ -203,6 +206,10 @@ def check_small_loss_fields(method: SmallLossMethod, name: str) -> None:
         raise ConfigError(f"unknown {name} predict {method.predict!r}; expected one of: {', '.join(PREDICTIONS)}")
     if method.epochs is not None and method.epochs < 1:
         raise ConfigError(f"{name} epochs must be ≥ 1; got {method.epochs}")
+    if method.pair_views not in PAIR_VIEWS:
+        raise ConfigError(f"unknown {name} pair_views {method.pair_views!r}; expected one of: {', '.join(PAIR_VIEWS)}")
+    if method.pair_views == "own" and not method.augment:
+        raise ConfigError(f"{name}: pair_views 'own' (each network its own augmented view) needs augment = true")
     if method.views < 1:
         raise ConfigError(f"{name} views (K) must be ≥ 1; got {method.views}")
 
@@ -230,6 +237,7 @@ class SmallLossRun:
         self.batches = self.pair.batches_per_epoch()
         self.total_steps = self.epochs * self.batches
         self.epoch_rates: list[float] = []
+        self.own_views = method.pair_views == "own"
 
     def forget(self, epoch: int, batch: int) -> float:
         """The forget rate of batch ``batch`` (0-based, in the epoch) of 0-based ``epoch``, by the run's ramp."""
@@ -254,6 +262,18 @@ class SmallLossRun:
         return {"forget_ramp": "steps", "ramp_steps": reached, "total_steps": self.total_steps,
                 "ramp_share": f"{REF_NUM_GRADUAL} of {REF_EPOCHS} epochs"}
 
+    def inputs(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """What each network sees of the batch ``ids`` (one draw for both, or one each with pair_views 'own');
+        both networks' predictions on it are counted for the record's ``pair_disagreement`` by the caller."""
+        return self.pair.draw(ids, 2) if self.own_views else self.pair.draw(ids, 1) * 2
+
+    def logits(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Both networks' logits on the batch ``ids`` (with gradients), their disagreement noted."""
+        xs = self.inputs(ids)
+        logits = [self.pair.forward(k, xs[k], grad=True) for k in (0, 1)]
+        self.pair.note_disagreement(logits[0], logits[1])
+        return logits
+
     def new_epoch(self, networks: int = 2) -> None:
         self.epoch_rates = []
         n = self.ctx.num_train
@@ -275,6 +295,7 @@ class SmallLossRun:
     def extra(self, state: dict) -> dict:
         return {**self.pair.cost_summary(), "epochs": self.epochs, "forget_rate": round(self.tau, 6),
                 **self.tau_source, **self.ramp_record(), "forget_schedule": self.schedule,
+                "pair_views": "own" if self.own_views else "shared",
                 "forget_rates": state["forget_rates"], "selected_sizes": state["selected_sizes"]}
 
 
@@ -305,4 +326,5 @@ class SmallLossMethod(Method):
     epochs: int | None = None  # None: the grid's lp_epochs / fft_epochs
     augment: bool = False  # code: transforms.ToTensor() only
     views: int = 2  # K cached augmented feature views in lp mode, with augment
+    pair_views: str = "shared"  # code: both networks see the same images; 'own': each its own view (augment)
     predict: str = "net1"  # code evaluates each network; 'mean': both networks' mean logits
