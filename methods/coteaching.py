@@ -16,13 +16,15 @@ from nlbench.engine.train import Fit
 class CoTeaching(SmallLossMethod):
     """Co-teaching: two networks see the same batches; each ranks the batch by its own per-sample CE and
     keeps its (1 − forget)·B smallest-loss samples, on which its peer takes a step (mean CE). The forget
-    rate ramps from 0 to τ over T_k epochs (``nlbench.engine.small_loss.forget_rate``).
+    rate ramps from 0 to τ (``nlbench.engine.small_loss.forget_rate_at_step``).
 
-    τ (``forget_rate``): a number, 'nominal' (the cell's nominal noise rate: the code's forget_rate =
-    noise_rate when none is given) or 'estimate' (1 − the clean fraction of a GMM on a linear probe's
-    losses); default 'nominal' under synthetic noise, 'estimate' under real noise. T_k (``num_gradual``):
-    the code's 10 of 200 epochs scaled to this budget (round(E/20), at least 1), as DivideMix's warm-up is.
-    ``schedule``: 'code' (the code's linspace table read from epoch 1) or 'paper' (min(T/T_k, 1)·τ).
+    τ (``forget_rate``): a number, 'expected' (the share of samples the cell's noise model flips in
+    expectation: the code's forget_rate = noise_rate on the noise it ran, whose rate is its flip rate),
+    'nominal' (the cell's nominal rate as given) or 'estimate' (1 − the clean fraction of a GMM on a linear
+    probe's losses); default 'expected' under synthetic noise, 'estimate' under real noise. ``ramp``: 'steps'
+    (default: the code's T_k = 10 of 200 epochs kept as its share of this run's steps, per step) or 'epochs'
+    (T_k = ``num_gradual`` epochs of this run, or round(E/20) ≥ 1). ``schedule``: 'code' (the code's
+    linspace table read from epoch 1) or 'paper' (min(T/T_k, 1)·τ).
 
     From the code where the paper is silent: no augmentation (transforms.ToTensor() only; ``augment``
     turns the engine's crop/flip, or the K cached views in lp mode, on), batches of B with the incomplete
@@ -42,14 +44,12 @@ class CoTeaching(SmallLossMethod):
         pair = run.pair
 
         def epoch_fn(epoch: int, state: dict) -> list[float]:
-            forget = run.forget(epoch)
             run.new_epoch()
             pair.train_both()
-            for ids in pair.epoch_batches():
-                (x,) = pair.draw(ids, 1)
-                logits = [pair.forward(k, x, grad=True) for k in (0, 1)]
-                coteaching_step(run, ids, logits, pair.labels[ids.to(run.device)], forget)
-            state["forget_rates"].append(round(forget, 6))
+            for i, ids in enumerate(pair.epoch_batches()):
+                logits = run.logits(ids)
+                coteaching_step(run, ids, logits, pair.labels[ids.to(run.device)], run.forget(epoch, i))
+            state["forget_rates"].append(run.epoch_forget_rate())
             state["selected_sizes"].append([int(m.sum()) for m in run.selected])
             return run.end_epoch(epoch, ["net1", "net2"])
 

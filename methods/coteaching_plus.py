@@ -24,9 +24,22 @@ from nlbench.errors import ConfigError
 REF_EPOCHS = 200
 INIT_EPOCH = {"cifar10": 20, "cifar100": 5}
 # The code's no-disagreement rule: a batch without disagreement trains on all its samples while
-# epoch · i < 5000 (its ``step`` argument: the epoch times the batch index within the epoch).
+# epoch · i < 5000 (its ``step`` argument: the epoch times the batch index within the epoch), at its CIFAR
+# budget of 200 epochs of 390 batches (50,000 // 128, drop_last). 'scaled' keeps that product as its share of
+# this run's epochs × batches; 'code' applies 5000 as written (on small sets it never expires).
 ALL_SAMPLES_STEPS = 5000
+REF_BATCHES = 390
+WHOLE_BATCH_RULES = ("scaled", "code")
 LOSS_INPUTS = ("softmax", "logits")
+
+
+def trains_whole_batch(epoch: int, batch: int, epochs: int, batches: int, rule: str = "scaled") -> bool:
+    """Whether a batch without disagreement trains on all its samples, at 0-based ``epoch`` and ``batch`` of a
+    run of ``epochs`` × ``batches``: the code's (e + 1)·i < 5000 ('code'), or the same at the reference epoch
+    and batch the step stands at, (e + 1)·(200/E) · i·(390/n_b) < 5000 ('scaled')."""
+    if rule == "code":
+        return (epoch + 1) * batch < ALL_SAMPLES_STEPS
+    return (epoch + 1) * batch * REF_EPOCHS * REF_BATCHES < ALL_SAMPLES_STEPS * epochs * batches
 
 
 @register_method("coteaching_plus", modes=("fft", "lp"), label="CoT+", order=120,
@@ -45,12 +58,16 @@ class CoTeachingPlus(SmallLossMethod):
     - ``loss_input``: 'softmax' (code: the disagreement branch passes softmax outputs to F.cross_entropy, which
       applies a second softmax) or 'logits' (paper: CE on the logits).
     - A batch without disagreement: both networks step on all its samples while (e + 1)·i < 5000 (i the batch
-      index in the epoch; the code's ``step = epoch*i``), and skip it after.
+      index in the epoch; the code's ``step = epoch*i``), and skip it after. ``whole_batch_rule``: 'scaled'
+      (default: the product at the reference epoch and batch this step stands at, its 200 × 390 budget kept
+      as a share of this run's) or 'code' (5000 as written: never expires on a run of fewer steps).
+    - ``pair_views``: 'shared' (the code: both networks see the same images) or 'own' (with ``augment``).
     - The code's extra division of the mean loss by the number kept is not applied (see ``coteaching``).
     """
 
     init_epoch: int | None = None  # None: code's 20 (CIFAR-10) / 5 (CIFAR-100) of 200 epochs, scaled
     loss_input: str = "softmax"  # code: CE of softmax outputs; 'logits': paper
+    whole_batch_rule: str = "scaled"  # code's epoch·i < 5000 at its 200 × 390 budget, as a share; 'code': as written
 
     def __post_init__(self) -> None:
         check_small_loss_fields(self, "Co-teaching+")
@@ -59,6 +76,9 @@ class CoTeachingPlus(SmallLossMethod):
         if self.loss_input not in LOSS_INPUTS:
             raise ConfigError(f"unknown Co-teaching+ loss_input {self.loss_input!r}; expected one of: "
                               f"{', '.join(LOSS_INPUTS)}")
+        if self.whole_batch_rule not in WHOLE_BATCH_RULES:
+            raise ConfigError(f"unknown Co-teaching+ whole_batch_rule {self.whole_batch_rule!r}; expected one of: "
+                              f"{', '.join(WHOLE_BATCH_RULES)}")
 
     def resolved_init_epoch(self, ctx: CellContext, epochs: int) -> tuple[int, str]:
         if self.init_epoch is not None:
@@ -78,13 +98,12 @@ class CoTeachingPlus(SmallLossMethod):
                 return F.cross_entropy(z, y, reduction="none")
 
         def epoch_fn(epoch: int, state: dict) -> list[float]:
-            forget = run.forget(epoch)
             run.new_epoch()
             pair.train_both()
             disagreeing, whole = 0, 0
             for i, ids in enumerate(pair.epoch_batches()):
-                (x,) = pair.draw(ids, 1)
-                logits = [pair.forward(k, x, grad=True) for k in (0, 1)]
+                forget = run.forget(epoch, i)
+                logits = run.logits(ids)
                 labels = pair.labels[ids.to(run.device)]
                 if epoch + 1 < init_epoch:  # the code's plain Co-teaching phase (plain CE)
                     coteaching_step(run, ids, logits, labels, forget)
@@ -93,14 +112,14 @@ class CoTeachingPlus(SmallLossMethod):
                 disagreeing += len(where)
                 if len(where):
                     coteaching_step(run, ids[where.cpu()], [z[where] for z in logits], labels[where], forget, ce)
-                elif (epoch + 1) * i < ALL_SAMPLES_STEPS:
+                elif trains_whole_batch(epoch, i, run.epochs, run.batches, self.whole_batch_rule):
                     whole += 1
                     every = torch.arange(len(ids), device=run.device)
                     for k in (0, 1):
                         loss = ce(logits[k], labels).mean()
                         run.note(k, ids, every, loss)
                         pair.step(k, loss)
-            state["forget_rates"].append(round(forget, 6))
+            state["forget_rates"].append(run.epoch_forget_rate())
             state["selected_sizes"].append([int(m.sum()) for m in run.selected])
             state["disagreement_sizes"].append(disagreeing if epoch + 1 >= init_epoch else None)
             state["whole_batches"].append(whole)
@@ -111,6 +130,7 @@ class CoTeachingPlus(SmallLossMethod):
                                       "whole_batches": []},
                                      predict=self.predict)
         fit.extra.update({**run.extra(state), "init_epoch": init_epoch, "init_epoch_source": init_source,
-                          "loss_input": self.loss_input, "disagreement_sizes": state["disagreement_sizes"],
+                          "loss_input": self.loss_input, "whole_batch_rule": self.whole_batch_rule,
+                          "disagreement_sizes": state["disagreement_sizes"],
                           "whole_batches": state["whole_batches"]})
         return fit

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from test_dividemix import tiny_context  # tests/ is on sys.path (pytest's default prepend import mode)
 
+from nlbench.engine.method_api import CellContext
 from nlbench.engine.network_pair import NetworkPair
-from nlbench.engine.small_loss import forget_rate, num_remember
+from nlbench.engine.small_loss import SmallLossRun, forget_rate, forget_rate_at_step, num_remember
 from nlbench.errors import ConfigError
 from nlbench.methods import build_method
+from nlbench.methods.coteaching_plus import trains_whole_batch
 from nlbench.methods.jocor import published_co_lambda
+from nlbench.noise import apply_noise
 
 N_TRAIN, B = 150, 32  # tiny_context: 150 training samples, batches of 32 → 4 full batches, 22 dropped
 
@@ -54,7 +58,8 @@ def test_coteaching_plus_exchanges_only_disagreeing_samples(mode, tmp_path):
     sizes, disagree = fit.extra["selected_sizes"], fit.extra["disagreement_sizes"]
     whole = fit.extra["whole_batches"]  # batches without disagreement, trained on all their samples
     assert disagree[0] is None and whole[0] == 0
-    assert sizes[0] == [4 * num_remember(B, forget_rate(0, 0.6, 1))] * 2  # epoch 0 < init_epoch: plain Co-teaching
+    # Epoch 0 < init_epoch: plain Co-teaching, its 4 batches at the step ramp's rates (2 epochs × 4 steps).
+    assert sizes[0] == [sum(num_remember(B, forget_rate_at_step(i, 8, 0.6)) for i in range(4))] * 2
     # After it, a network picks from the disagreeing samples only (or whole batches where none disagree).
     assert 0 <= disagree[1] <= 4 * B
     assert all(whole[1] * B <= size <= disagree[1] + whole[1] * B for size in sizes[1])
@@ -85,6 +90,40 @@ def test_real_noise_estimates_the_forget_rate_and_jocor_halves_nominal_asym(tmp_
     assert asym.extra["co_lambda"] == 0.9 and asym.extra["co_lambda_source"].startswith("cifar10 asym 0.4")
 
 
+def digits_asym_context(tmp_path, rate: float = 0.4):
+    """The tiny context under the cell's view of asym noise on digits: its expected transition matrix, as a
+    cell hands it (``nlbench.run.cell.oracle_transition``)."""
+    matrix = apply_noise("asym", np.arange(10), rate=rate, seed=0, num_classes=10, dataset="digits").expected_transition
+    trainer = tiny_context(tmp_path, "lp", noise="asym", rate=rate).engine
+    return CellContext.of(trainer, "lp", dataset="digits", noise=("asym", rate), oracle_transition=matrix)
+
+
+@pytest.mark.parametrize("method", ["coteaching", "coteaching_plus", "jocor"])
+def test_tau_is_the_expected_flip_rate_and_nominal_keeps_the_codes_reading(method, tmp_path):
+    """One rule for the family (Co-teaching main.py 112-115, Co-teaching+ main.py 155-158, JoCoR
+    algorithm/jocor.py 20-24): digits' asym map moves 8 of 10 classes, so asym 0.4 flips 0.4 · 8/10 = 0.32
+    in expectation; 'nominal' is 0.4, halved by JoCoR's code to 0.2."""
+    fit = build_method(method, "lp", {"epochs": 1}).run(digits_asym_context(tmp_path / "e"))
+    assert fit.extra["forget_rate"] == 0.32 and fit.extra["forget_rate_rule"] == "expected"
+    assert fit.extra["expected_flip_rate"] == 0.32 and fit.extra["nominal_rate"] == 0.4
+    nominal = build_method(method, "lp", {"epochs": 1, "forget_rate": "nominal"}).run(
+        digits_asym_context(tmp_path / "n"))
+    assert nominal.extra["forget_rate"] == (0.2 if method == "jocor" else 0.4)
+    assert nominal.extra["forget_rate_rule"] == "nominal"
+
+
+def test_the_step_ramp_is_recorded(tmp_path):
+    """The codes' T_k = 10 of n_epoch = 200 (Co-teaching main.py 24, 134-135) as a share of the steps: 2 epochs
+    of 4 batches = 8 steps; step s reads the table at reference epoch ⌊199·s/8⌋ = 0, 24, … so τ/9 = 0.0356
+    (digits asym 0.4: τ = 0.32) at step 0 and τ from step 1 on; epoch means (0.0356 + 3·0.32)/4, 0.32."""
+    fit = build_method("coteaching", "lp").run(digits_asym_context(tmp_path))
+    assert fit.extra["forget_ramp"] == "steps" and fit.extra["ramp_steps"] == 1 and fit.extra["total_steps"] == 8
+    assert fit.extra["forget_rates"] == [round((0.32 / 9 + 3 * 0.32) / 4, 6), 0.32]
+    epochs = build_method("coteaching", "lp", {"ramp": "epochs"}).run(digits_asym_context(tmp_path / "e"))
+    assert epochs.extra["forget_ramp"] == "epochs" and epochs.extra["num_gradual"] == 1
+    assert epochs.extra["forget_rates"] == [0.32, 0.32]  # T_k = round(2/20) → 1: τ from the first batch
+
+
 def test_published_co_lambda():
     assert published_co_lambda(10, "sym", 0.2)[0] == 0.9 and published_co_lambda(10, "sym", 0.9)[0] == 0.65
     assert published_co_lambda(10, "sym", 0.65)[0] == 0.65  # a tie goes to the heavier rate
@@ -92,7 +131,9 @@ def test_published_co_lambda():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"forget_rate": "bogus"}, "expected a number in \\[0, 1\\) or one of: nominal, estimate"),
+    ({"forget_rate": "bogus"}, "expected a number in \\[0, 1\\) or one of: expected, nominal, estimate"),
+    ({"ramp": "linear"}, "expected one of: steps, epochs"),
+    ({"ramp": "steps", "num_gradual": 3}, "num_gradual .* needs ramp 'epochs'"),
     ({"forget_rate": 1.0}, "forget_rate must be a number in \\[0, 1\\)"),
     ({"schedule": "linear"}, "expected one of: code, paper"),
     ({"num_gradual": 0}, "num_gradual must be an integer ≥ 1"),
@@ -142,3 +183,52 @@ def test_resumed_fft_coteaching_equals_the_uninterrupted_run(tmp_path, monkeypat
     assert [(s["phase"], s["epoch"], s["mask"].tolist()) for s in trainer.selections] == \
         [(s["phase"], s["epoch"], s["mask"].tolist()) for s in ref_trainer.selections]
     assert trainer.counters == ref_trainer.counters and len(trainer.fft_epoch_seconds) == 4
+
+
+def test_whole_batch_rule_keeps_the_codes_share_of_the_budget():
+    """Co-teaching+ loss.py 60 (``step < 5000``) with main.py 255 (``step = epoch*i``), at its CIFAR budget of
+    200 epochs × 390 batches. 'scaled' at that budget is the code's rule; at 20 epochs × 9 batches it is
+    (e + 1)·i·200·390 < 5000·20·9, i.e. (e + 1)·i ≤ 11, where the code's (e + 1)·i ≤ 8·20 < 5000 never expires."""
+    for e, i in [(0, 389), (19, 249), (19, 250), (199, 24), (199, 25), (12, 384), (12, 385)]:
+        assert trains_whole_batch(e, i, 200, 390) == ((e + 1) * i < 5000)
+    assert [trains_whole_batch(e, i, 20, 9) for e, i in [(0, 8), (1, 5), (1, 6), (5, 1), (5, 2), (10, 1), (11, 0)]] \
+        == [True, True, False, True, False, True, True]
+    assert trains_whole_batch(10, 1, 20, 9) and not trains_whole_batch(11, 1, 20, 9)
+    assert all(trains_whole_batch(e, i, 20, 9, "code") for e in range(20) for i in range(9))
+
+
+def test_note_disagreement_counts_differing_argmax():
+    pair = NetworkPair.__new__(NetworkPair)  # the counter only
+    pair._disagreeing = [0, 0]
+    a = torch.tensor([[2.0, 1.0], [0.0, 1.0], [5.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    pair.note_disagreement(a, b)
+    pair.note_disagreement(b[:1], b[:1])
+    assert pair.take_disagreement() == round(1 / 4, 6) and pair.take_disagreement() is None
+
+
+@pytest.mark.parametrize("method", ["coteaching", "coteaching_plus", "jocor"])
+def test_pair_disagreement_is_recorded_and_own_views_differ(method, tmp_path):
+    shared = build_method(method, "lp", {"augment": True}).run(tiny_context(tmp_path / "s", "lp", epochs=2))
+    own = build_method(method, "lp", {"augment": True, "pair_views": "own"}).run(
+        tiny_context(tmp_path / "o", "lp", epochs=2))
+    for fit, views in ((shared, "shared"), (own, "own")):
+        assert fit.extra["pair_views"] == views
+        assert len(fit.extra["pair_disagreement"]) == 2 and all(0.0 <= d <= 1.0 for d in fit.extra["pair_disagreement"])
+    # What each network sees: with 'own' the two views of a sample are distinct cached views (K = 2), with
+    # 'shared' one draw for both.
+    for views, same in (("shared", True), ("own", False)):
+        run = SmallLossRun(build_method(method, "lp", {"augment": True, "pair_views": views}),
+                           tiny_context(tmp_path / f"v{views}", "lp", epochs=2), method)
+        x1, x2 = run.inputs(torch.arange(8))
+        assert torch.equal(x1, x2) is same
+        if not same:
+            assert all(not torch.equal(a, b) for a, b in zip(x1, x2, strict=True))
+    with pytest.raises(ConfigError, match="pair_views 'own' .* needs augment = true"):
+        build_method(method, "lp", {"pair_views": "own"})
+
+
+def test_dividemix_records_disagreement_after_its_warmup(tmp_path):
+    fit = build_method("dividemix", "lp", {"warmup_epochs": 1}).run(tiny_context(tmp_path, "lp", epochs=2))
+    first, second = fit.extra["pair_disagreement"]
+    assert first is None and 0.0 <= second <= 1.0  # warm-up: each network on its own batches, nothing to compare

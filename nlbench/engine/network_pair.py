@@ -142,6 +142,7 @@ class NetworkPair:
         self.steps = [0, 0]  # optimiser steps taken by each network
         self._started = time.perf_counter()  # of the current epoch
         self.warmup_steps: int | None = None  # network 1's steps when the first division is made
+        self._disagreeing = [0, 0]  # (samples whose two predictions differed, samples seen) this epoch
 
     # ------------------------------------------------------------- inputs
     def draw(self, ids: torch.Tensor, count: int) -> list[torch.Tensor]:
@@ -192,6 +193,19 @@ class NetworkPair:
         self.nets[k].train()
         self.nets[1 - k].eval()
 
+    def note_disagreement(self, out_1: torch.Tensor, out_2: torch.Tensor) -> None:
+        """Count the samples on which the two networks' predictions (argmax of logits or probabilities of the
+        same samples) differ; ``run_epochs`` records the epoch's share as ``pair_disagreement``."""
+        self._disagreeing[0] += int((out_1.detach().argmax(1) != out_2.detach().argmax(1)).sum())
+        self._disagreeing[1] += len(out_1)
+
+    def take_disagreement(self) -> float | None:
+        """The share of the samples noted since the last call on which the networks disagreed (None: none
+        noted, e.g. a warm-up epoch, where each network trains on its own batches); resets the count."""
+        count, seen = self._disagreeing
+        self._disagreeing = [0, 0]
+        return round(count / seen, 6) if seen else None
+
     def step(self, k: int, loss: torch.Tensor) -> None:
         self.opts[k].zero_grad(set_to_none=True)
         loss.backward()
@@ -222,6 +236,11 @@ class NetworkPair:
         if n < self.batch_size:
             return [order]
         return [order[start : start + self.batch_size] for start in range(0, n - self.batch_size + 1, self.batch_size)]
+
+    def batches_per_epoch(self) -> int:
+        """len(``epoch_batches()``): ⌊N/B⌋, or 1 where N < B."""
+        n = self.trainer.num_train
+        return 1 if n < self.batch_size else n // self.batch_size
 
     def step_schedules(self) -> None:
         """Step both learning-rate schedules: once per epoch, after it is trained."""
@@ -297,6 +316,7 @@ class NetworkPair:
                 targets_x = sharpen(co_refine(y, w, co_guess([px[:nb], px[nb:]])), T)
                 if nu:
                     pu = [torch.softmax(self.forward(j, torch.cat([u1, u2])), 1) for j in (k, o)]
+                    self.note_disagreement(pu[0], pu[1])  # co-guessing: both networks on the same inputs
                     targets_u = sharpen(co_guess([p[s] for p in pu for s in (slice(0, nu), slice(nu, None))]), T)
                 else:
                     targets_u = targets_x[:0]
@@ -349,7 +369,9 @@ class NetworkPair:
         returns the networks' mean losses and keeps its loop state in ``state``); the schedules step;
         validation/test of the mean logits of both networks; a checkpoint (fft mode) with ``state``.
         ``state``: the method's initial loop state (NumPy arrays, tensors, numbers, lists, dicts), replaced
-        by the saved one on resume. ``name`` names the checkpoint file, ``desc`` the log lines. predict: what
+        by the saved one on resume. The record's ``pair_disagreement``: per epoch, the share of the samples
+        both networks predicted in it (``note_disagreement``) on which their argmax differed, None where
+        none were noted. ``name`` names the checkpoint file, ``desc`` the log lines. predict: what
         is evaluated, 'mean' (the mean of both networks' logits) or 'net1' (network 1 alone)."""
         if predict not in PREDICTIONS:
             raise ConfigError(f"unknown prediction {predict!r}; expected one of: {', '.join(PREDICTIONS)}")
@@ -366,10 +388,13 @@ class NetworkPair:
                     self.note_warmup_length(desc)
                 losses = method_epoch(epoch, state)
             self.step_schedules()
+            # Kept in the method's state so that a resumed run records every epoch.
+            state.setdefault("pair_disagreement", []).append(self.take_disagreement())
             finite = [v for v in losses if np.isfinite(v)]
             self.trainer.record_epoch(fit, epoch, float(np.mean(finite)) if finite else float("nan"),
                                       logits_of, last=epoch == self.epochs - 1)
             self.checkpoint_epoch(fit, epoch, name, state)
+        fit.extra["pair_disagreement"] = list(state.get("pair_disagreement", []))
         return fit, state
 
     def _checkpoint(self, name: str) -> EpochCheckpoint:

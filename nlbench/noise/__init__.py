@@ -40,10 +40,12 @@ from nlbench.noise.base import (
     apply_noise,
     check_model_options,
     check_noise_options,
+    expected_flip_rate,
     label_digest,
     transition_matrix,
 )
 from nlbench.noise.instance import flip_distribution, instance_inputs
 
 __all__ = ["ASYM_MAPS", "NoiseDraw", "NoisyLabels", "apply_noise", "asym_targets", "check_model_options",
-           "check_noise_options", "flip_distribution", "instance_inputs", "label_digest", "transition_matrix"]
+           "check_noise_options", "expected_flip_rate", "flip_distribution", "instance_inputs", "label_digest",
+           "transition_matrix"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from nlbench.errors import ConfigError
-from nlbench.report.tables import FORMATS, METRICS, nominal_rate, render_frame
+from nlbench.report.tables import FORMATS, METRICS, chance_reason, nominal_rate, render_frame
 
 # The tidy frame's column of each metric of ``nlbench table --metric`` (the others have the metric's name).
 METRIC_COLUMN = {"time": "wall_s"}
@@ -24,6 +24,17 @@ def table_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     if missing:
         raise ConfigError(f"the frame lacks column(s) {', '.join(missing)}; expected a frame of nlbench.results() "
                           f"(rows may be filtered, these columns kept)")
+    # What marks a chance-level cell, where the frame has it (the tables' ``chance_cells``).
+    chance = {}
+    if "test_acc_best" in frame.columns and "num_classes" in frame.columns:
+        params = [{"loss_input": v} for v in frame.get("params.loss_input", pd.Series(None, index=frame.index))]
+        train = [{"fft_optimizer": v} for v in frame.get("train.fft_optimizer", pd.Series(None, index=frame.index))]
+        chance = {"best": frame["test_acc_best"].astype(float).tolist(),
+                  "classes": frame["num_classes"].astype(float).tolist(),
+                  "chance_reason": [chance_reason(m, k, {n: v for n, v in p.items() if isinstance(v, str)},
+                                                  {n: v for n, v in t.items() if isinstance(v, str)})
+                                    for m, k, p, t in zip(frame["mode"], frame["method_key"], params, train,
+                                                          strict=True)]}
     return pd.DataFrame({
         "mode": frame["mode"].tolist(), "method": frame["method_key"].tolist(),
         "backbone": frame["backbone"].tolist(), "dataset": frame["dataset"].tolist(),
@@ -31,7 +42,7 @@ def table_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         "rate": [nominal_rate(n, r) for n, r in zip(frame["noise"], frame["rate"], strict=True)],
         "seed": frame["seed"].tolist(), "value": frame[column].astype(float).tolist(),
         "last": frame["test_acc_last"].astype(float).tolist(),
-        "realized": frame["realized_rate"].astype(float).tolist(),
+        "realized": frame["realized_rate"].astype(float).tolist(), **chance,
     })
 
 

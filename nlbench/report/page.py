@@ -28,12 +28,17 @@ from nlbench.errors import ConfigError
 from nlbench.report import figures as figs
 from nlbench.report.stats import friedman_nemenyi, score_matrix
 from nlbench.report.tables import (
+    CHANCE_MARK,
     NOISE_ORDER,
     _row_key,
+    at_chance,
+    chance_reason,
+    chance_threshold,
     method_key,
     nominal_rate,
     paper_results,
     paper_value,
+    record_classes,
     row_label,
     setting_label,
 )
@@ -151,12 +156,23 @@ def pivot_table(df: pd.DataFrame, value: Callable[[pd.DataFrame], Cell], caption
 # ------------------------------------------------------------------------------------------ sections
 def leaderboard_section(df: pd.DataFrame) -> Section:
     def cell(sub, metric):
-        return Cell(fmt_mean_std(*mean_std(sub[metric])))
+        text = fmt_mean_std(*mean_std(sub[metric]))
+        first = sub["record"].iloc[0]
+        classes = record_classes(first)
+        if at_chance(float(sub["best"].mean()), classes):  # a finding, not a number
+            config = first.get("config") or {}
+            why = chance_reason(first["mode"], method_key(first), config.get("method_params") or {},
+                                config.get("train") or {})
+            return Cell(text + CHANCE_MARK, style="color:#888",
+                        title=f"training did not leave chance level (best ≤ {chance_threshold(classes):.1f} %)"
+                              + (f": {why}" if why else ""))
+        return Cell(text)
 
     seeds = df["seed"].nunique()
     return Section("leaderboard", "Leaderboard", [
         f"Test accuracy (%) at the best validation epoch and at the last epoch; mean ± std over "
-        f"{seeds} seed(s) where a cell has more than one."],
+        f"{seeds} seed(s) where a cell has more than one. {CHANCE_MARK} (grey): training did not leave chance "
+        f"level (mean best ≤ 100/C + min(50/C, 5) points; the tooltip gives the cause where known)."],
         tables=[pivot_table(df, lambda s: cell(s, "best"), "test accuracy (%) at the best validation epoch"),
                 pivot_table(df, lambda s: cell(s, "last"), "test accuracy (%) at the last epoch")])
 

@@ -26,6 +26,40 @@ NOISE_ORDER = ["sym", "asym", "inst", "none"]
 
 MISSING = "–"  # a cell without records (markdown); LaTeX prints "--", CSV leaves the field empty
 
+# A cell whose training did not leave chance level is a finding, not a rank: marked, never bold. At chance:
+# mean best test accuracy ≤ 100/C + min(100/(2C), 5) points. The margin: about 3 binomial standard errors of
+# a chance-level classifier on the smallest shipped test set (digits, 360 images: 3·√(0.1·0.9/360) = 4.7
+# points at C = 10); half of chance where that is less (C > 10: CIFAR-100's 10,000 test images put 3 standard
+# errors at 0.3 points, so 1.5 % at C = 100 marks no model that trained).
+CHANCE_MARGIN_MAX = 5.0
+CHANCE_MARK = "†"
+
+
+def record_classes(record: dict) -> int | None:
+    """C of a record's dataset: the size of its realized transition matrix (None under real noise)."""
+    transition = (record.get("noise_audit") or {}).get("transition")
+    return len(transition) if transition else None
+
+
+def chance_reason(mode: str, method: str, params: Mapping, train: Mapping) -> str:
+    """The known cause of a chance-level cell ('' where none is known)."""
+    if (mode == "fft" and method.partition("@")[0] == "coteaching_plus"
+            and params.get("loss_input", "softmax") == "softmax" and train.get("fft_optimizer", "sgd") == "sgd"):
+        return ("Co-teaching+'s code loss (CE of softmax outputs, loss_input 'softmax') barely trains under "
+                "the engine's SGD; its reference trains with Adam (docs/fidelity.md)")
+    return ""
+
+
+def at_chance(best: float, classes: float | None) -> bool:
+    """Whether a mean best test accuracy (%) did not leave chance level for C = ``classes`` (unknown: False)."""
+    return (classes is not None and not math.isnan(classes) and classes > 1 and not math.isnan(best)
+            and best <= chance_threshold(classes))
+
+
+def chance_threshold(classes: float) -> float:
+    """The best test accuracy (%) at or below which a cell counts as at chance: 100/C + min(100/(2C), 5)."""
+    return 100.0 / classes + min(50.0 / classes, CHANCE_MARGIN_MAX)
+
 
 def method_key(record: dict) -> str:
     """A record's method as a table row names it: ``dividemix``, or ``dividemix@long`` for a tagged variant."""
@@ -94,6 +128,9 @@ def records_frame(records: list[dict], metric: str) -> pd.DataFrame:
         "mode": r["mode"], "method": method_key(r), "backbone": r["backbone"], "dataset": r["dataset"],
         "noise": r["noise"], "rate": nominal_rate(r["noise"], r["rate"]), "seed": r["seed"],
         "value": _metric(r, metric), "last": _metric(r, "test_acc_last"), "realized": _metric(r, "realized_rate"),
+        "best": _metric(r, "test_acc_best"), "classes": record_classes(r) or math.nan,
+        "chance_reason": chance_reason(r["mode"], method_key(r), (r.get("config") or {}).get("method_params") or {},
+                                       (r.get("config") or {}).get("train") or {}),
     } for r in records]
     return pd.DataFrame(rows)
 
@@ -169,9 +206,11 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
             if realized and (b, *s) in realized_by.index and not math.isnan(realized_by[(b, *s)]):
                 label = f"{label} (realized {realized_by[(b, *s)]:.2f})"
             columns.append((b, s, label))
+    chance = chance_cells(df)
     table = {}
     for b, s, label in columns:
-        means = {r: stats.loc[(*r, b, *s), "mean"] if (*r, b, *s) in stats.index else math.nan for r in rows}
+        means = {r: stats.loc[(*r, b, *s), "mean"] if (*r, b, *s) in stats.index and (*r, b, *s) not in chance
+                 else math.nan for r in rows}
         finite = [v for v in means.values() if not math.isnan(v)]
         best = (max(finite) if higher_is_better else min(finite)) if finite else math.nan
         col = []
@@ -179,6 +218,8 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
             if (*r, b, *s) in stats.index:
                 st = stats.loc[(*r, b, *s)]
                 text = _fmt(st["mean"], st["std"], int(st["count"]), fmt, bold=bool(np.isclose(st["mean"], best)))
+                if (*r, b, *s) in chance:
+                    text += "$^\\dagger$" if fmt == "latex" else CHANCE_MARK
                 if (*r, b, *s) in paper_by.index and not math.isnan(paper_by[(*r, b, *s)]):
                     text += f" ({paper_by[(*r, b, *s)]:.2f})"
                 col.append(text)
@@ -187,6 +228,28 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
         table[(b, label)] = col
     index = [row_label(m, k) for m, k in rows]
     return pd.DataFrame(table, index=pd.Index(index, name="method"))
+
+
+def chance_cells(df: pd.DataFrame) -> dict[tuple, str]:
+    """{(mode, method, backbone, noise, rate): known reason or ''} of the cells at chance level (``at_chance`` of
+    their mean best test accuracy); {} for a frame without the ``best`` and ``classes`` columns."""
+    if "best" not in df or "classes" not in df:
+        return {}
+    cell = ["mode", "method", "backbone", "noise", "rate"]
+    reasons = df["chance_reason"] if "chance_reason" in df else pd.Series("", index=df.index)
+    grouped = df.assign(chance_reason=reasons.fillna("")).groupby(cell)
+    best, classes, reason = grouped["best"].mean(), grouped["classes"].max(), grouped["chance_reason"].max()
+    return {key: reason[key] for key in best.index if at_chance(best[key], classes[key])}
+
+
+def chance_note(df: pd.DataFrame) -> str:
+    """The table's footnote on its chance-level cells ('' where there are none)."""
+    chance = chance_cells(df)
+    if not chance:
+        return ""
+    known = sorted({f"{row_label(k[0], k[1])}: {why}" for k, why in chance.items() if why})
+    return (f"{CHANCE_MARK} training did not leave chance level (mean best test accuracy ≤ 100/C + "
+            f"min(50/C, {CHANCE_MARGIN_MAX:g}) points); not ranked." + "".join(f" {line}." for line in known))
 
 
 def real_noise(df: pd.DataFrame, *, fmt: str) -> pd.DataFrame:
@@ -291,4 +354,6 @@ def render_frame(df: pd.DataFrame, *, layout: str = "table1", metric: str = "tes
     if isinstance(flat.columns, pd.MultiIndex):
         single = len(set(flat.columns.get_level_values(0))) == 1
         flat.columns = [c[1] if single else f"{c[0]} · {c[1]}" for c in flat.columns]
-    return flat.to_markdown(colalign=("left",) + ("right",) * flat.shape[1])
+    text = flat.to_markdown(colalign=("left",) + ("right",) * flat.shape[1])
+    note = chance_note(df) if layout != "real" else ""
+    return f"{text}\n\n{note}" if note else text

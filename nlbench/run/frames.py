@@ -18,7 +18,7 @@ import pandas as pd
 # The cell's identity, first and in this order; then results, selection, cost, provenance.
 IDENTITY_COLUMNS = ("grid", "cell_id", "dataset", "backbone", "backbone_tag", "noise", "rate", "method",
                     "method_tag", "method_key", "mode", "seed", "val_labels", "config_hash")
-RESULT_COLUMNS = ("test_acc_best", "test_acc_last", "val_acc_best", "best_epoch", "realized_rate")
+RESULT_COLUMNS = ("test_acc_best", "test_acc_last", "val_acc_best", "best_epoch", "realized_rate", "num_classes")
 SELECTION_COLUMNS = ("selection_size", "selection_precision", "selection_recall", "selection_f1")
 COST_COLUMNS = ("wall_s", "peak_rss_mb", "peak_cuda_mb", "backbone_forward_images", "backbone_backward_images")
 PROVENANCE_COLUMNS = ("git_commit", "python")
@@ -61,6 +61,8 @@ def result_row(record: dict) -> dict[str, Any]:
         "test_acc_best": _number(record.get("test_acc_best")), "test_acc_last": _number(record.get("test_acc_last")),
         "val_acc_best": _number(record.get("val_acc_best")), "best_epoch": record.get("best_epoch"),
         "realized_rate": _number(audit.get("realized_rate")),
+        # C, from the realized transition matrix (real noise has none): tables mark cells at chance level.
+        "num_classes": _number(len(audit["transition"])) if audit.get("transition") else math.nan,
         "selection_size": _number(selection.get("size")), "selection_precision": _number(selection.get("precision")),
         "selection_recall": _number(selection.get("recall")), "selection_f1": selection_f1(selection),
         **{k: _number(cost.get(k)) for k in COST_COLUMNS},
