@@ -40,10 +40,10 @@ from nlbench.run.build import build_trainer
 from nlbench.run.grids import expand, load_grid
 from nlbench.run.labels import noisy_labels
 
-VARIANTS = {  # tag → TURN params beyond the defaults (per_class scope, reg_covar 5e-4)
-    None: {},
+VARIANTS = {  # tag → TURN params beyond the defaults (per_class scope); each floor named, whatever the default
+    None: {"gmm_reg_covar": 5e-4},
     "r1e-6": {"gmm_reg_covar": 1e-6},
-    "global": {"gmm_scope": "global"},
+    "global": {"gmm_scope": "global", "gmm_reg_covar": 5e-4},
     "global-r1e-6": {"gmm_scope": "global", "gmm_reg_covar": 1e-6},
 }
 DATASETS = {
