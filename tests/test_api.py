@@ -119,7 +119,8 @@ def test_leaderboard_of_a_filtered_frame(finished) -> None:
     assert table.loc["LP GCE", "efficientnet_lite0 / sym 0.6"] == "70.50±0.71"
     assert table.loc["LP DMix", "efficientnet_lite0 / sym 0.6"] == "80.75±1.06"
     caption = nlbench.leaderboard(sym).splitlines()[0]
-    assert caption.startswith("api: test accuracy") and caption.endswith("; 4 cells, 2 seed(s)")
+    assert caption.startswith("api: test accuracy") and caption.endswith(
+        "; 4 cells, 2 seed(s); ± = std over training seeds, one noise draw per setting (noise_seed 0)")
     with pytest.raises(ConfigError, match="no finished records"):
         nlbench.leaderboard(frame[frame["noise"] == "inst"])
     with pytest.raises(ConfigError, match="lacks column"):

@@ -18,7 +18,7 @@ from nlbench.run.spec import CellSpec
 
 STORED_FIELDS = ["grid", "dataset", "backbone", "noise", "rate", "method", "mode", "seed", "backbone_tag",
                  "backbone_weights", "noise_options", "method_params", "dataset_options", "train", "val_labels",
-                 "method_tag"]
+                 "method_tag", "noise_seed"]
 
 
 def hand_made(**kw) -> CellSpec:

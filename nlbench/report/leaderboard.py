@@ -80,4 +80,20 @@ def leaderboard(frame: pd.DataFrame, *, metric: str = "test_acc_best", fmt: str 
     line = f"{grids}: {METRICS[metric]} — {datasets}, {backbones}; {len(frame)} cells, {seeds} seed(s)"
     if layout == "real":
         line += "; cells: best / last"
-    return line + "\n\n" + text
+    return line + spread_note(frame) + "\n\n" + text
+
+
+def spread_note(frame: pd.DataFrame) -> str:
+    """Which variance a table's ± shows: training seeds under one noisy-label draw per setting (the references'
+    saved noise file), or a new draw with every seed (noise and training together). '' without a spread."""
+    if "noise_seed" not in frame.columns or frame["seed"].nunique() < 2:
+        return ""
+    setting = [c for c in ("dataset", "backbone", "backbone_tag", "noise", "rate", "mode", "method_key")
+               if c in frame.columns]
+    if (frame.groupby(setting, dropna=False)["noise_seed"].nunique() == 1).all():
+        draws = frame["noise_seed"].unique()
+        which = f" (noise_seed {draws[0]})" if len(draws) == 1 else ""
+        return f"; ± = std over training seeds, one noise draw per setting{which}"
+    if (frame["noise_seed"] == frame["seed"]).all():
+        return "; ± = std over seeds, each with its own noise draw (noise_seed per-seed: noise and training variance)"
+    return "; ± mixes rows of one noise draw and rows redrawn per seed"

@@ -17,7 +17,7 @@ import pandas as pd
 
 # The cell's identity, first and in this order; then results, selection, cost, provenance.
 IDENTITY_COLUMNS = ("grid", "cell_id", "dataset", "backbone", "backbone_tag", "noise", "rate", "method",
-                    "method_tag", "method_key", "mode", "seed", "val_labels", "config_hash")
+                    "method_tag", "method_key", "mode", "seed", "noise_seed", "val_labels", "config_hash")
 RESULT_COLUMNS = ("test_acc_best", "test_acc_last", "val_acc_best", "best_epoch", "realized_rate", "num_classes")
 SELECTION_COLUMNS = ("selection_size", "selection_precision", "selection_recall", "selection_f1")
 COST_COLUMNS = ("wall_s", "peak_rss_mb", "peak_cuda_mb", "backbone_forward_images", "backbone_backward_images")
@@ -56,8 +56,10 @@ def result_row(record: dict) -> dict[str, Any]:
     audit = record.get("noise_audit") or {}
     selection = last_selection(record)
     row: dict[str, Any] = {
-        **{k: record.get(k) for k in IDENTITY_COLUMNS if k not in ("backbone_tag", "method_key")},
+        **{k: record.get(k) for k in IDENTITY_COLUMNS if k not in ("backbone_tag", "method_key", "noise_seed")},
         "backbone_tag": config.get("backbone_tag"), "method_key": method_key(record),
+        # The seed of the label draw; a record from before the field drew its labels from its training seed.
+        "noise_seed": config.get("noise_seed") if config.get("noise_seed") is not None else record.get("seed"),
         "test_acc_best": _number(record.get("test_acc_best")), "test_acc_last": _number(record.get("test_acc_last")),
         "val_acc_best": _number(record.get("val_acc_best")), "best_epoch": record.get("best_epoch"),
         "realized_rate": _number(audit.get("realized_rate")),
@@ -89,6 +91,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=fixed + extra)
     if rows:
         frame["seed"] = frame["seed"].astype(int)
+        frame["noise_seed"] = frame["noise_seed"].astype(int)
         frame["best_epoch"] = frame["best_epoch"].astype(int)
     return frame
 

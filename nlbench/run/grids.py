@@ -7,8 +7,9 @@ anything runs, so bad input fails with one clear message and nothing written.
 Grid file fields: ``description``, ``layout`` ('table1' or 'real'), ``datasets``, ``backbones`` (names or
 tables {name, tag, weights}), ``noise`` (tables {model, rate, and options}), ``methods`` (tables
 {method, mode, params, tag}: ``tag`` names a variant, so one method can appear twice with
-different params), ``seeds``, ``[train]`` (engine fields, see ``TrainConfig``), ``[dataset_options.NAME]``,
-``val_labels`` ('noisy' or 'clean') and ``[slurm]``.
+different params), ``seeds``, ``noise_seed`` (the seed of the noisy-label draw, shared by every training
+seed; "per-seed": redrawn from each; default 0), ``[train]`` (engine fields, see ``TrainConfig``),
+``[dataset_options.NAME]``, ``val_labels`` ('noisy' or 'clean') and ``[slurm]``.
 
 A ``Grid`` holds a table the schema (``nlbench.run.schema.check_grid_table``) has checked: ``load_grid`` and
 ``Grid.from_table`` run it, once, and ``expand`` trusts it.
@@ -26,7 +27,7 @@ import tomllib
 from nlbench.engine.config import TrainConfig
 from nlbench.errors import ConfigError
 from nlbench.run.overrides import apply_overrides
-from nlbench.run.schema import check_grid_table
+from nlbench.run.schema import GridTable, check_grid_table
 from nlbench.run.spec import CellSpec
 
 LAYOUTS = ("table1", "real")
@@ -135,6 +136,7 @@ def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
     # Every [train] field, defaults filled in: what records store and the config hash reads.
     train = asdict(TrainConfig(**raw.get("train", {})))
     val_labels = raw.get("val_labels", "noisy")
+    noise_seed = raw.get("noise_seed", GridTable.model_fields["noise_seed"].default)
     dataset_options = raw.get("dataset_options", {})
     resolved_noise = []
     for n in raw["noise"]:
@@ -159,6 +161,7 @@ def expand(grid: Grid, *, seeds: int | None = None) -> list[CellSpec]:
                             method_params=method_params(method), method_instance=method,
                             dataset_options=dict(dataset_options.get(dataset, {})),
                             train=train, val_labels=val_labels, method_tag=tag,
+                            noise_seed=int(seed) if noise_seed == "per-seed" else int(noise_seed),
                         ))
     seen: set[str] = set()
     for cell in cells:

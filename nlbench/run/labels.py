@@ -1,6 +1,6 @@
 """Labels of a cell: the noisy training and validation labels every method of a grid sees.
 
-Synthetic noise is drawn once per (dataset identity, noise model, rate, options, seed) and saved with
+Synthetic noise is drawn once per (dataset identity, noise model, rate, options, noise seed) and saved with
 its sha256 under ``<cache>/labels/``: the next cell with the same key reads the saved vector (after
 checking its hash), so every method of a grid, on any machine that shares the cache, trains on the very
 same labels, and an audit can compare a record's ``noise_audit`` with the saved vector. The ``.json``
@@ -39,7 +39,8 @@ def noisy_labels(spec: CellSpec, dataset: Dataset, cache: str | Path | None = No
     """(train labels, val labels, noise result) for the cell.
 
     Synthetic noise is drawn once over train and validation together (the paper splits CIFAR-100's
-    noisy 50k into 47.5k/2.5k) from the cell's seed, so every method of a grid sees the same labels.
+    noisy 50k into 47.5k/2.5k) from the cell's noise seed (``spec.label_seed``: the grid's ``noise_seed``, shared
+    by every training seed, or the training seed under "per-seed"), so every method of a grid sees the same labels.
     With ``cache`` (the feature-cache root), the drawn vector is saved under ``cache/labels`` and reused.
     """
     n_train = len(dataset.train)
@@ -52,7 +53,7 @@ def noisy_labels(spec: CellSpec, dataset: Dataset, cache: str | Path | None = No
             dataset.val.noisy_labels if dataset.val.noisy_labels is not None else clean_val)
         return dataset.train.noisy_labels, val, None
     kind = spec.noise_options.get("inputs_kind", "pixels")
-    result = draw_noise(dataset, spec.noise, spec.rate, spec.seed, spec.noise_options, cache=cache,
+    result = draw_noise(dataset, spec.noise, spec.rate, spec.label_seed, spec.noise_options, cache=cache,
                         inputs=lambda: noise_inputs(dataset, kind, spec=spec, cache=cache), inputs_id=_inputs_id(spec))
     val = dataset.val.labels if spec.val_labels == "clean" else result.labels[n_train:]
     return result.labels[:n_train], val, result

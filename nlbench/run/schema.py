@@ -103,6 +103,9 @@ class GridTable(BaseModel):
     noise: Annotated[list[dict[str, Any]], Field(min_length=1)]
     methods: Annotated[list[dict[str, Any]], Field(min_length=1)]
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0]
+    # The seed of the noisy-label draw: one draw per noise setting, shared by every training seed (the
+    # references' saved noise file), or "per-seed": redrawn from each training seed. docs/fidelity.md.
+    noise_seed: Seed | Literal["per-seed"] = 0
     train: dict[str, Any] = {}
     dataset_options: dict[str, dict[str, Any]] = {}
     val_labels: Literal["noisy", "clean"] = "noisy"

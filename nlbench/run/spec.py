@@ -46,6 +46,9 @@ class CellSpec:
     train: dict = field(default_factory=dict)  # resolved TrainConfig, as stored and hashed; read train_config
     val_labels: str = "noisy"
     method_tag: str | None = None  # names a variant of a method (its params differ); part of the cell id
+    # The seed the noisy labels are drawn from (the grid's noise_seed, or the training seed under "per-seed");
+    # None: the training seed (records written before the field existed).
+    noise_seed: int | None = None
     # The method built from method_params, once, by grids.expand (None for a spec read back from a record).
     method_instance: Any = field(default=None, compare=False, repr=False)
     # TrainConfig(**train), built in __post_init__ (no checks: the grid schema checked the values).
@@ -61,6 +64,11 @@ class CellSpec:
     def method_key(self) -> str:
         """The method as tables and ids name it: ``dividemix`` or, for a tagged variant, ``dividemix@long``."""
         return f"{self.method}@{self.method_tag}" if self.method_tag else self.method
+
+    @property
+    def label_seed(self) -> int:
+        """The seed of this cell's noisy-label draw."""
+        return self.seed if self.noise_seed is None else self.noise_seed
 
     @property
     def cell_id(self) -> str:
@@ -85,6 +93,8 @@ class CellSpec:
         d.pop("grid")
         if d["method_tag"] is None:
             d.pop("method_tag")  # untagged cells keep the hashes they had before tags existed
+        if self.label_seed == self.seed:
+            d.pop("noise_seed")  # labels drawn from the training seed, as before the field existed: same hash
         d["train"] = train_fields_used(self.method, self.mode, self.train)
         if self.backbone_weights:
             d["backbone_weights"] = _file_identity(self.backbone_weights)
