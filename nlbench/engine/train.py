@@ -130,6 +130,19 @@ def criterion_after_step(criterion: Criterion) -> None:
         after_step()
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, criterion: Criterion, *,
+                   lr_factor: float | None) -> None:
+    """One step of the model on ``loss``: backward, the optimiser, the criterion's own step, the scheduler, and
+    the epoch's learning-rate factor re-applied (``scale_learning_rate``) when the criterion sets one."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    criterion_after_step(criterion)
+    scheduler.step()
+    if lr_factor is not None:
+        scale_learning_rate(optimizer, scheduler, lr_factor)
+
+
 class Classifier(nn.Module):
     """Backbone features followed by a linear head: the model of full fine-tuning."""
 
@@ -385,13 +398,7 @@ class Trainer:
             for start in range(0, len(ids), cfg.lp_batch_size):
                 batch = ids[start : start + cfg.lp_batch_size]
                 loss = criterion(head(feats[batch]), y[batch], batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                criterion_after_step(criterion)
-                sched.step()
-                if factor is not None:
-                    scale_learning_rate(opt, sched, factor)
+                optimizer_step(loss, opt, sched, criterion, lr_factor=factor)
                 # On the device (as in fine_tune): no wait for the GPU each step.
                 total, count = total + loss.detach().double() * len(batch), count + len(batch)
             self.record_epoch(fit, epoch, float(total) / max(1, count), lambda s: self.probe_logits(head, s),
@@ -492,13 +499,7 @@ class Trainer:
                 with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     logits = forward(x)
                 loss = criterion(logits.float(), y[ids], ids)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                criterion_after_step(criterion)
-                sched.step()
-                if factor is not None:
-                    scale_learning_rate(opt, sched, factor)
+                optimizer_step(loss, opt, sched, criterion, lr_factor=factor)
                 self.counters["backbone_forward_images"] += len(ids)
                 self.counters["backbone_backward_images"] += len(ids)
                 # Summed on the device and read once per epoch: a float() here would wait for the GPU
