@@ -68,7 +68,7 @@ class BackboneChoice:
     backbone_weights: str | None
     dataset: str
     dataset_options: dict
-    train: dict
+    train_config: TrainConfig
 
     @property
     def ref(self) -> str:
@@ -90,7 +90,7 @@ def parse_backbones(text: str | None, input_size: int | None) -> list[BackboneCh
             raise ConfigError(f"--backbones: unknown backbone {name!r}; expected one of: "
                               f"{', '.join(e.name for e in BACKBONES)}")
         backbone_facts(name).preprocessing_for(tag or None)  # an unknown tag fails here, with its choices
-        out.append(BackboneChoice(name, tag or None, None, "advise", {}, {"input_size": input_size, "device": "auto"}))
+        out.append(BackboneChoice(name, tag or None, None, "advise", {}, TrainConfig(input_size=input_size)))
     return out
 
 
