@@ -139,6 +139,8 @@ def test_trusted_labels_change_the_estimates(digits_tree, tmp_path, capsys):
     # With trusted labels the rate is theirs (hand-countable), and each candidate's estimate is its accuracy on them.
     assert advice["noise"]["rate"]["value"] == pytest.approx(wrong / 120, abs=1e-4)
     assert advice["noise"]["trusted"]["labels"] == 120
-    (ce,) = advice["candidates"]  # a 1 s budget leaves the CE probe only
-    assert ce["clean_acc"] == ce["trusted_acc"] and "clean_acc_transition" in ce
+    # A 1 s budget runs the CE probe and whatever a fast machine fits after it: each estimate is the trusted one.
+    candidates = advice["candidates"]
+    assert "ce" in [c["method"] for c in candidates]
+    assert all(c["clean_acc"] == c["trusted_acc"] and "clean_acc_transition" in c for c in candidates)
     assert advice["skipped"]
