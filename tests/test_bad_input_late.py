@@ -296,22 +296,12 @@ def test_run_table_and_report_under_umask_027_give_every_file_and_folder_the_uma
 def test_fine_tuning_on_a_selected_set_of_one_image_is_one_clear_error(tmp_path):
     # A last batch of one is folded into the batch before (test_determinism.py); a selected training set of
     # one image has no batch before it: BatchNorm in training mode would raise a ValueError mid-cell.
-    import torch
-    from test_dividemix import tiny_trainer
-    from torch import nn
+    from test_dividemix import pooled_bn_backbone, tiny_trainer
 
-    from nlbench.backbones import Backbone
     from nlbench.engine.losses import cross_entropy
     from nlbench.errors import ConfigError
 
     trainer = tiny_trainer(tmp_path, n_train=33, epochs=1)
-
-    def pooled_bn_backbone() -> Backbone:
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(8), nn.ReLU(),
-                              nn.Flatten())
-        return Backbone(name="tiny-bn", model=model, feature_dim=8, input_size=(16, 16), mean=(0.5,) * 3,
-                        std=(0.5,) * 3, interpolation="bilinear", weights_id="random")
 
     trainer._backbone_factory = pooled_bn_backbone
     with pytest.raises(ConfigError, match="CL FFT: the training set of an epoch is one image"):

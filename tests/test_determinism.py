@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_dividemix import tiny_trainer  # tests/ is on sys.path (pytest's default prepend import mode)
-from torch import nn
+from test_dividemix import (  # tests/ is on sys.path (pytest's default prepend import mode)
+    pooled_bn_backbone,
+    tiny_trainer,
+)
 
-from nlbench.backbones import Backbone
 from nlbench.engine.images import TensorImages
 from nlbench.engine.losses import cross_entropy
 from nlbench.engine.train import num_train_batches, training_batches
@@ -126,13 +127,6 @@ def test_fine_tune_survives_a_last_batch_of_one_and_trains_every_sample(tmp_path
     # BatchNorm after global pooling (as at the end of EfficientNet-Lite0 at 16 px) sees one value per channel.
     trainer = tiny_trainer(tmp_path, n_train=33, epochs=2)
     assert trainer.config.fft_batch_size == 32
-
-    def pooled_bn_backbone() -> Backbone:
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(8), nn.ReLU(),
-                              nn.Flatten())
-        return Backbone(name="tiny-bn", model=model, feature_dim=8, input_size=(16, 16), mean=(0.5,) * 3,
-                        std=(0.5,) * 3, interpolation="bilinear", weights_id="random")
 
     trainer._backbone_factory = pooled_bn_backbone
     fit = trainer.fine_tune(cross_entropy, epochs=2)

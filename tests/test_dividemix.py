@@ -185,6 +185,16 @@ def test_lp_run_is_deterministic_and_records_both_networks(write_grid, tmp_path)
     assert "train/view3" in a["cost"]["feature_cache"]
 
 
+def pooled_bn_backbone() -> Backbone:
+    """A tiny backbone with BatchNorm after global pooling (as at the end of EfficientNet-Lite0 at 16 px): one
+    value per channel per image, so a batch of one image cannot be normalised."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Flatten())
+    return Backbone(name="tiny-bn", model=model, feature_dim=8, input_size=(16, 16), mean=(0.5,) * 3,
+                    std=(0.5,) * 3, interpolation="bilinear", weights_id="random")
+
+
 def tiny_trainer(tmp_path, *, rate: float = 0.6, noise: str = "sym", n_train: int = 150, epochs: int = 2,
                  seed: int = 0) -> Trainer:
     """A Trainer on a digits subset with a small random CNN backbone (no registry entry), for fft-mode runs
