@@ -19,10 +19,10 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pandas as pd
-import tomllib
 
 from nlbench.run.grids import grid_files
 

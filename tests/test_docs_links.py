@@ -5,11 +5,11 @@ docs/architecture.md draws the import contract's layers and names each module of
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import tomllib
 from markdown_it import MarkdownIt
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -136,7 +136,7 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
         backbones=", ".join(advice["config"]["backbones"]), folds=advice["config"]["folds"],
         seconds=advice.get("seconds", ""), answers=answers, sections=[noise_section, method_section],
         gallery=gallery, suspects_text=suspects_text, version=__version__,
-        generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
     index = out / "index.html"
     atomic_write_bytes(index, page.encode())
     return index

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import io
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from nlbench.atomic import atomic_write_bytes
 from nlbench.cli.common import non_negative_int

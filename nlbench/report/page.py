@@ -463,7 +463,7 @@ def build_report(grid, records: list[dict], *, results: str | Path, out: str | P
         grid=grid.name, description=grid.raw.get("description", ""), sections=sections,
         cells=len(records), seeds=sorted(df["seed"].unique().tolist()),
         datasets=", ".join(df["dataset"].unique()), backbones=", ".join(df["backbone"].unique()),
-        generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__, commits=", ".join(commits))
     index = out / "index.html"
     atomic_write_bytes(index, page.encode())

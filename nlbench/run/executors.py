@@ -24,6 +24,7 @@ import os
 import shlex
 import shutil
 import socket
+import tomllib
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -31,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import submitit
-import tomllib
 
 from nlbench.errors import ConfigError
 from nlbench.run.records import is_done, read_record

@@ -17,12 +17,11 @@ A ``Grid`` holds a table the schema (``nlbench.run.schema.check_grid_table``) ha
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
-
-import tomllib
 
 from nlbench.engine.config import TrainConfig
 from nlbench.errors import ConfigError

@@ -16,10 +16,9 @@ VALUE is read as a TOML value (``50``, ``0.5``, ``true``, ``[0, 1, 2]``, ``{ mod
 from __future__ import annotations
 
 import copy
+import tomllib
 from collections.abc import Iterable
 from typing import Any
-
-import tomllib
 
 from nlbench.errors import ConfigError
 from nlbench.run.schema import GridTable

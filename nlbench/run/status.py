@@ -27,7 +27,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from submitit.core.utils import JobPaths
@@ -74,7 +74,7 @@ class SubmissionState:
     def record_submissions(self, entries: dict[str, dict]) -> None:
         """Merge ``entries`` (cell_id → job_id, config_hash, log_folder) into the file; call under ``locked``."""
         cells = self.load()
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         for cell_id, entry in entries.items():
             previous = cells.get(cell_id, {})
             cells[cell_id] = {**entry, "submitted_at": now, "submissions": previous.get("submissions", 0) + 1,
