@@ -339,3 +339,17 @@ def test_a_none_column_beside_synthetic_noise_is_headed_clean(tmp_path):
     noisy_audit = {**real, "dataset": "cifar10", "seed": 1, "noise_audit": {"realized_rate": 0.17}}
     for records in ([real], [noisy_audit], [real, noisy_audit]):
         assert "real" in render(records).splitlines()[0] and "clean" not in render(records)
+
+
+def test_the_report_page_heads_a_clean_none_column_clean_too():
+    """The HTML report names the columns as `nlbench table` does: a clean run's 'none' column is "clean", real
+    noise keeps "real" (before, the page said "real" for both)."""
+    from nlbench.report.page import report_frame
+
+    base = {"mode": "lp", "method": "ce", "backbone": "b", "dataset": "digits", "rate": 0.0, "seed": 0,
+            "test_acc_best": 70.0, "test_acc_last": 69.0, "selection": []}
+    clean = {**base, "noise": "none", "noise_audit": {"realized_rate": 0.0}}
+    sym = {**base, "noise": "sym", "rate": 0.4, "noise_audit": {"realized_rate": 0.36}}
+    assert sorted(set(report_frame([clean, sym])["setting"])) == ["clean", "sym 0.4"]
+    real = {**base, "dataset": "clothing1m", "noise": "none", "noise_audit": None}
+    assert set(report_frame([real])["setting"]) == {"real"}

@@ -36,6 +36,7 @@ from nlbench.report.tables import (
     chance_threshold,
     method_key,
     nominal_rate,
+    none_is_clean,
     paper_results,
     paper_value,
     record_classes,
@@ -83,11 +84,14 @@ def report_frame(records: list[dict]) -> pd.DataFrame:
         rows.append({
             "mode": r["mode"], "method": key, "row": row_label(r["mode"], key), "dataset": r["dataset"],
             "backbone": r["backbone"], "noise": r["noise"], "rate": nominal_rate(r["noise"], r["rate"]),
-            "setting": setting_label(r["noise"], r["rate"]), "seed": r["seed"],
+            "setting": "", "realized": _number((r.get("noise_audit") or {}).get("realized_rate")), "seed": r["seed"],
             "best": _number(r.get("test_acc_best")), "last": _number(r.get("test_acc_last")),
             "wall_s": _number((r.get("cost") or {}).get("wall_s")), "record": r,
         })
     df = pd.DataFrame(rows)
+    # Model 'none' is headed "clean" where every such run trained on the clean labels, as `nlbench table` heads it.
+    clean = none_is_clean(df)
+    df["setting"] = [setting_label(n, r, clean=clean) for n, r in zip(df["noise"], df["rate"], strict=True)]
     many_datasets, many_backbones = df["dataset"].nunique() > 1, df["backbone"].nunique() > 1
     df["column"] = [" · ".join([*([d] if many_datasets else []), *([b] if many_backbones else []), s])
                     for d, b, s in zip(df["dataset"], df["backbone"], df["setting"], strict=True)]

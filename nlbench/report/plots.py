@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nlbench.report.tables import METRICS, _row_key, records_frame, row_label, setting_labels, setting_order
+from nlbench.report.tables import (
+    METRICS,
+    _row_key,
+    none_is_clean,
+    records_frame,
+    row_label,
+    setting_labels,
+    setting_order,
+)
 
 
 def leaderboard_bars(records: list[dict], path: str | Path, *, metric: str = "test_acc_best") -> Path:
@@ -22,7 +30,7 @@ def leaderboard_bars(records: list[dict], path: str | Path, *, metric: str = "te
                                key=lambda t: _row_key(*t))]
     backbones = list(dict.fromkeys(df["backbone"]))
     settings = setting_order(zip(df["noise"], df["rate"], strict=True))  # bars grouped by the numbers
-    labels = setting_labels(settings)
+    labels = setting_labels(settings, clean=none_is_clean(df))
     size = (max(6.0, 0.4 * len(settings) * len(rows)), 3.6 * len(backbones))
     fig, axes = plt.subplots(len(backbones), 1, figsize=size, squeeze=False)
     width = 0.8 / max(1, len(rows))
