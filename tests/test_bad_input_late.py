@@ -63,6 +63,17 @@ def test_largest_seed_runs(tmp_path):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("command", ["run", "table", "status", "report", "export"])
+@pytest.mark.parametrize("count", ["100000000000", "1001", "0"])
+def test_a_seed_count_beyond_the_bound_is_one_line_on_every_command(command, count, tmp_path):
+    """`--seeds N` lists seeds 0..N-1: an extra digit or ten was a MemoryError traceback (table) and export took
+    0 or a negative count; every command now takes 1..1000 and names the bound."""
+    path = write_toml(tmp_path / "g.toml", VALID)
+    code, out, err = cli(command, "--grid", str(path), "--results", str(tmp_path / "r"), "--seeds", count)
+    assert_one_error_line(code, err, f"--seeds: {count}", "1 to 1000" if count != "0" else "≥ 1")
+    assert tree(tmp_path / "r") == []
+
+
 # ---------------------------------------------------------------- 5. tags that make a file name too long
 @pytest.mark.parametrize("dry", [False, True])
 def test_long_method_tag_is_refused(dry, tmp_path):

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nlbench.cli.common import results_folder, table_text
+from nlbench.cli.common import results_folder, seed_count, table_text
 from nlbench.errors import ConfigError
 from nlbench.run.executors import EXECUTORS
 
@@ -26,7 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="done / running / queued / failed / pending cells of a grid run on SLURM")
     p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
     p.add_argument("--results", help="folder of run records (default: ./runs)")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 instead of the grid's seed list")
+    p.add_argument("--seeds", type=seed_count, help="seeds 0..N-1 instead of the grid's seed list")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="the overrides the grid runs with (nlbench run --set), e.g. train.lp_epochs=50")
     p.add_argument("--tail", type=int, default=8, help="log lines shown under a failed cell (default: 8)")

@@ -29,8 +29,9 @@ class Parser(argparse.ArgumentParser):
         return super()._get_values(action, arg_strings)
 
 
-def int_at_least(minimum: int) -> typing.Callable[[str], int]:
-    """argparse type: an integer ≥ ``minimum``, refused with the bad value and the valid range."""
+def int_at_least(minimum: int, maximum: int | None = None) -> typing.Callable[[str], int]:
+    """argparse type: an integer ≥ ``minimum`` (and ≤ ``maximum`` where given), refused with the bad value and the
+    valid range."""
 
     def parse(text: str) -> int:
         try:
@@ -40,6 +41,9 @@ def int_at_least(minimum: int) -> typing.Callable[[str], int]:
         if value < minimum:
             why = "is negative" if minimum == 0 else f"is not ≥ {minimum}"
             raise argparse.ArgumentTypeError(f"{value} {why}; expected an integer ≥ {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is above {maximum}; expected an integer from {minimum} to "
+                                             f"{maximum}")
         return value
 
     parse.__name__ = f"integer ≥ {minimum}"  # argparse names the type in its messages
@@ -47,6 +51,10 @@ def int_at_least(minimum: int) -> typing.Callable[[str], int]:
 
 
 positive_int = int_at_least(1)
+# `--seeds N` expands to seeds 0..N-1, one cell each per method and setting: a bound keeps a typo (an extra digit or
+# ten) a one-line error instead of a MemoryError while the cells are listed.
+MAX_SEED_COUNT = 1000
+seed_count = int_at_least(1, MAX_SEED_COUNT)
 non_negative_int = int_at_least(0)
 
 

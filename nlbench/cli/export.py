@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from nlbench.cli.common import results_folder
+from nlbench.cli.common import results_folder, seed_count
 from nlbench.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="log a grid's records to MLflow (one run per record) or TensorBoard")
     p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
     p.add_argument("--results", help="folder of run records (default: ./runs)")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 instead of the grid's seed list")
+    p.add_argument("--seeds", type=seed_count, help="seeds 0..N-1 instead of the grid's seed list")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="the overrides the grid ran with (nlbench run --set), e.g. train.lp_epochs=50")
     p.add_argument("--to", required=True, nargs="+", metavar=("TARGET", "DIR"),

@@ -35,6 +35,7 @@ from nlbench.cli.common import (
     non_negative_int,
     positive_int,
     results_folder,
+    seed_count,
     table_text,
 )
 from nlbench.errors import ConfigError
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     def grid_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--grid", required=True, help="registered grid name or path of a grid .toml file")
         p.add_argument("--results", help="folder of run records (default: ./runs)")
-        p.add_argument("--seeds", type=positive_int, help="run seeds 0..N-1 instead of the grid's seed list")
+        p.add_argument("--seeds", type=seed_count, help="run seeds 0..N-1 instead of the grid's seed list")
         p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                        help="override a value of the grid file, e.g. train.lp_epochs=50 or methods.gce.q=0.5 "
                             "(repeatable; docs/grids.md)")
