@@ -5,7 +5,8 @@ a clean test set; Fashion-MNIST: a stratified 10,000-image subsample of Debian's
 clean test subsample) under synthetic noise (sym, asym, inst at 0.4, and none) and seeds:
 
 * the noise-rate estimate against the realized rate, and the transition-matrix error (mean over true classes of
-  the L1 distance between estimated and realized rows, halved: the share of a row's mass misplaced);
+  the L1 distance between estimated and realized rows, halved: the share of a row's mass misplaced), for advise's
+  default estimator (anchor points) and the confident joint;
 * label-issue precision, recall and F1 of each detector (ours, the project's GMM selector, cleanlab's
   ``find_label_issues`` default) on the same out-of-fold probabilities;
 * each candidate's estimated clean accuracy against (a) the true clean accuracy of its own K-fold predictions
@@ -182,8 +183,9 @@ def run_dataset(name: str, seeds: list[int], work: Path, candidates: list[str], 
             trusted = (trusted[0], clean[trusted[0]])
             record = {"dataset": name, "noise": model, "rate": rate, "seed": seed,
                       "realized_rate": float(truly_wrong.mean()), "feature_seconds": round(feature_s, 1)}
-            for label, tr in (("plain", None), ("trusted", trusted)):
-                noise = estimate_noise(data, probe, tr, seed=seed)
+            for label, tr, estimator in (("plain", None, "anchor"), ("plain_cj", None, "confident-joint"),
+                                         ("trusted", trusted, "anchor")):
+                noise = estimate_noise(data, probe, tr, seed=seed, estimator=estimator)
                 t_est = np.asarray(noise["transition_used"])
                 record[label] = {
                     "rate_est": noise["rate"], "transition_error": float(np.abs(t_est - realized_t).sum(1).mean() / 2),
@@ -223,23 +225,28 @@ def report(work: Path, out: Path, notes: str) -> None:
     lines = ["# nlbench advise against the truth", "",
              f"`python benchmarks/advise.py` on {platform.node() and 'this repository'}'s 2-core AMD EPYC CPU VM "
              "(24 GiB, no GPU; the cores were shared with other jobs while it ran), EfficientNet-Lite0 at 32 px, "
-             "5 folds, 20 LP epochs, LP candidates " + ", ".join(CANDIDATES) + ". Figures are fractions in %.", ""]
+             "5 folds, 20 LP epochs, LP candidates " + ", ".join(CANDIDATES) + " (where a setting lists fewer, the "
+             "summary's candidates column says so). Figures are fractions in %.", ""]
     if not records:
         out.write_text("\n".join(lines + ["No run finished."]) + "\n")
         return
     seeds = sorted({r["seed"] for r in records})
     lines.append(f"{len(records)} settings finished; seeds {', '.join(map(str, seeds))}.")
     lines += ["", "## Noise rate and transition matrix", "",
-              "| dataset | noise | seed | realized % | estimated % [90 %] | error | T error | "
-              "with 300 trusted: est. % | "
-              "error | T error |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "anchor: advise's default estimator; confident joint: the estimator before it (`--noise-estimator "
+              "confident-joint`).", "",
+              "| dataset | noise | seed | realized % | anchor: est. % [90 %] | error | T error | confident joint: "
+              "est. % | error | T error | with 300 trusted: est. % | error | T error |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
-        p, t = r["plain"], r["trusted"]
+        p, cj, t = r["plain"], r["plain_cj"], r["trusted"]
         lines.append(f"| {r['dataset']} | {r['noise']} {r['rate']:g} | {r['seed']} | {100 * r['realized_rate']:.1f} | "
                      f"{100 * p['rate_est']['value']:.1f} [{100 * p['rate_est']['low']:.1f}, "
                      f"{100 * p['rate_est']['high']:.1f}] | "
-                     f"{100 * (p['rate_est']['value'] - r['realized_rate']):+.1f} | "
-                     f"{p['transition_error']:.3f} | {100 * t['rate_est']['value']:.1f} | "
+                     f"{100 * (p['rate_est']['value'] - r['realized_rate']):+.1f} | {p['transition_error']:.3f} | "
+                     f"{100 * cj['rate_est']['value']:.1f} | "
+                     f"{100 * (cj['rate_est']['value'] - r['realized_rate']):+.1f} | "
+                     f"{cj['transition_error']:.3f} | {100 * t['rate_est']['value']:.1f} | "
                      f"{100 * (t['rate_est']['value'] - r['realized_rate']):+.1f} | {t['transition_error']:.3f} |")
     lines += ["", "## Label issues: precision / recall / F1 (%) against the truth", "",
               "| dataset | noise | seed | " + " | ".join(records[0]["detectors"]) + " |",
@@ -257,26 +264,31 @@ def report(work: Path, out: Path, notes: str) -> None:
               "true K-fold: the candidate's own out-of-fold predictions scored against the true labels (what "
               "trace(T⁻ᵀN) estimates); clean test: the candidate trained on all noisy images, scored on the clean "
               "test images.", "",
-              "| dataset | noise | seed | candidate | true K-fold % | est. (CJ T) % | error | est. with realized T % | "
+              "| dataset | noise | seed | candidate | true K-fold % | est. (anchor T) % | error | est. (CJ T) % | "
+              "error | est. with realized T % | "
               "error | clean test % | 300 trusted: est. % | error | T⁻ᵀN, calibrated T % | error |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         trusted = {c["candidate"]: c for c in r["trusted"]["candidates"]}
+        by_cj = {c["candidate"]: c for c in r["plain_cj"]["candidates"]}
         for c in r["plain"]["candidates"]:
             t = trusted[c["candidate"]]
+            cj = by_cj[c["candidate"]]
             truth = c["true_kfold_acc"]
             lines.append(
                 f"| {r['dataset']} | {r['noise']} {r['rate']:g} | {r['seed']} | {c['candidate'].split(' ·')[0]} | "
                 f"{100 * truth:.1f} | {100 * c['clean_acc']['value']:.1f} | "
-                f"{100 * (c['clean_acc']['value'] - truth):+.1f} | "
+                f"{100 * (c['clean_acc']['value'] - truth):+.1f} | {100 * cj['clean_acc']['value']:.1f} | "
+                f"{100 * (cj['clean_acc']['value'] - truth):+.1f} | "
                 f"{100 * c['oracle_t_acc']:.1f} | {100 * (c['oracle_t_acc'] - truth):+.1f} | "
                 f"{100 * r['clean_test_acc'][c['candidate']]:.1f} | {100 * t['clean_acc']['value']:.1f} | "
                 f"{100 * (t['clean_acc']['value'] - truth):+.1f} | {100 * t['clean_acc_transition']['value']:.1f} | "
                 f"{100 * (t['clean_acc_transition']['value'] - truth):+.1f} |")
     lines += ["", "## Summary per setting (mean over seeds)", "",
-              "| dataset | noise | settings | rate error | rate error, trusted | mean abs. acc. error (CJ T) | "
-              "with realized T | 300 trusted | recommended − best clean test | recommended − CE clean test |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| dataset | noise | settings | candidates | rate error (anchor) | (CJ) | rate error, trusted | "
+              "mean abs. acc. error (anchor T) | (CJ T) | with realized T | 300 trusted | "
+              "recommended − best clean test | recommended − CE clean test |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list] = {}
     for r in records:
         groups.setdefault((r["dataset"], r["noise"], r["rate"]), []).append(r)
@@ -284,6 +296,10 @@ def report(work: Path, out: Path, notes: str) -> None:
         rate_err = np.mean([r["plain"]["rate_est"]["value"] - r["realized_rate"] for r in rs])
         plain = [c for r in rs for c in r["plain"]["candidates"]]
         acc_err = np.mean([abs(c["clean_acc"]["value"] - c["true_kfold_acc"]) for c in plain])
+        rate_err_cj = np.mean([r["plain_cj"]["rate_est"]["value"] - r["realized_rate"] for r in rs])
+        acc_err_cj = np.mean([abs(c["clean_acc"]["value"] - c["true_kfold_acc"]) for r in rs
+                              for c in r["plain_cj"]["candidates"]])
+        count = len(rs[0]["plain"]["candidates"])
         acc_err_t = np.mean([abs(c["clean_acc"]["value"] - c["true_kfold_acc"]) for r in rs
                              for c in r["trusted"]["candidates"]])
         acc_err_o = np.mean([abs(c["oracle_t_acc"] - c["true_kfold_acc"]) for c in plain])
@@ -294,9 +310,11 @@ def report(work: Path, out: Path, notes: str) -> None:
             tests = r["clean_test_acc"]
             rec_gap.append(tests[best] - max(tests.values()))
             ce_gap.append(tests[best] - next(v for k, v in tests.items() if k.startswith("LP CE ")))
-        lines.append(f"| {ds} | {noise} {rate:g} | {len(rs)} | {100 * rate_err:+.1f} | {100 * rate_err_t:+.1f} | "
-                     f"{100 * acc_err:.1f} | {100 * acc_err_o:.1f} | {100 * acc_err_t:.1f} | "
-                     f"{100 * np.mean(rec_gap):+.1f} | {100 * np.mean(ce_gap):+.1f} |")
+        gaps = (f"{100 * np.mean(rec_gap):+.1f} | {100 * np.mean(ce_gap):+.1f}" if count > 1 else
+                "— (CE only) | —")
+        lines.append(f"| {ds} | {noise} {rate:g} | {len(rs)} | {count} | {100 * rate_err:+.1f} | "
+                     f"{100 * rate_err_cj:+.1f} | {100 * rate_err_t:+.1f} | {100 * acc_err:.1f} | "
+                     f"{100 * acc_err_cj:.1f} | {100 * acc_err_o:.1f} | {100 * acc_err_t:.1f} | {gaps} |")
     lines += ["", notes.strip(), ""]
     out.write_text("\n".join(lines) + "\n")
 

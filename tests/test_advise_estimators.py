@@ -163,3 +163,67 @@ def test_without_cleanlab_advise_uses_its_own_detectors(monkeypatch):
         issues.flag("cleanlab", LABELS, PROBS, q)
     assert issues.DEFAULT_DETECTOR != "cleanlab"
     assert issues.flag(issues.DEFAULT_DETECTOR, LABELS, PROBS, q).tolist() == [False, False, True, False, False, True]
+
+
+# ------------------------------------------------------------------ the anchor-point noise estimator (default)
+def test_anchor_rows_are_the_mean_prediction_over_each_class_top_share_by_hand():
+    # 100 images, top 3 % = 3 images per class. Class 0's three most confident images are rows 0, 1, 2
+    # (p0 = 0.9, 0.8, 0.7), class 1's rows 3, 4, 5 (p1 = 0.95, 0.85, 0.75); every other image has p = (0.5, 0.5).
+    probs = np.full((100, 2), 0.5)
+    probs[:6] = [[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.05, 0.95], [0.15, 0.85], [0.25, 0.75]]
+    t = est.anchor_mean_transition(probs, top_share=0.03)
+    assert t == pytest.approx(np.array([[0.8, 0.2], [0.15, 0.85]]))
+
+
+def test_clean_prior_and_joint_from_a_known_transition():
+    prior = np.array([0.6, 0.4])
+    # Given-label prior Tᵀπ by hand: (0.6·0.8 + 0.4·0.3, 0.6·0.2 + 0.4·0.7) = (0.6, 0.4); 1,000 labels in that ratio.
+    noisy = np.array([0] * 600 + [1] * 400)
+    assert est.clean_prior(T, noisy) == pytest.approx(prior)
+    q = est.joint_from_transition(T, prior)
+    # Q[i, j] = P(given = i, true = j) = π_j T[j, i]
+    assert q == pytest.approx(np.array([[0.6 * 0.8, 0.4 * 0.3], [0.6 * 0.2, 0.4 * 0.7]]))
+    assert est.noise_rate(q) == pytest.approx(1 - 0.48 - 0.28)
+
+
+def test_temperature_scaling_recovers_the_temperature_of_an_overconfident_probe():
+    """Labels drawn from softmax(z); the probe reports softmax(3z): the fitted τ is about 3 and undoes it."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(20_000, 4))
+    p_true = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    labels = np.array([rng.choice(4, p=p) for p in p_true])
+    sharp = np.exp(3 * z) / np.exp(3 * z).sum(1, keepdims=True)
+    scaled, tau = est.temperature_scale(labels, sharp)
+    assert tau == pytest.approx(3.0, rel=0.05)
+    assert np.abs(scaled - p_true).max() < 0.05
+
+
+def _weak_probe_world(seed: int = 0):
+    """Three classes; 20 % of the images are unambiguous (their clean posterior one-hot: anchors), the rest
+    ambiguous (posterior 0.5 on their class, 0.25 on each other). Given labels from T, independent of the image
+    given its class; the probe is perfect: it reports the exact noisy posterior Tᵀ p(y | x)."""
+    rng = np.random.default_rng(seed)
+    t = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.15, 0.15, 0.7]])
+    n = 30_000
+    y = rng.integers(0, 3, n)
+    clean_post = np.full((n, 3), 0.25)
+    clean_post[np.arange(n), y] = 0.5
+    anchors = rng.random(n) < 0.2
+    clean_post[anchors] = np.eye(3)[y[anchors]]
+    # The true class is drawn from the posterior, so the posterior is right: re-draw y from it.
+    y = np.array([rng.choice(3, p=p) for p in clean_post])
+    noisy = np.array([rng.choice(3, p=t[k]) for k in y])
+    return t, y, noisy, clean_post @ t
+
+
+def test_anchor_estimator_recovers_t_and_the_rate_where_the_confident_joint_runs_high():
+    t, y, noisy, probs = _weak_probe_world()
+    realized = float((noisy != y).mean())
+    q, t_hat = est.estimate_joint(noisy, probs, "anchor")
+    assert np.abs(t_hat - t).max() < 0.03
+    assert abs(est.noise_rate(q) - realized) < 0.02
+    # The confident joint counts the probe's confusion on the ambiguous images as label errors.
+    q_cj, _ = est.estimate_joint(noisy, probs, "confident-joint")
+    assert est.noise_rate(q_cj) - realized > 0.1
+    with pytest.raises(ValueError, match="expected one of: anchor, confident-joint"):
+        est.estimate_joint(noisy, probs, "oracle")

@@ -24,6 +24,7 @@ from nlbench.backbones import create_backbone
 from nlbench.datasets import Split
 from nlbench.engine.config import TrainConfig
 from nlbench.engine.images import image_source
+from nlbench.engine.network_pair import CoNet
 from nlbench.engine.train import Classifier, determinism
 from nlbench.errors import ConfigError
 from nlbench.methods import CellContext, build_method
@@ -47,11 +48,10 @@ def fit_and_save(candidate: Candidate, full: FullFeatures, data: AdviseData, out
         transform=_transform(config.input_size, True), seed=seed, log=log)
     ctx = CellContext.of(trainer, candidate.mode, dataset="advise", noise=("sym", nominal_rate))
     torch.manual_seed(seed)
+    method = build_method(candidate.method, candidate.mode, {})
     with determinism(candidate_config(candidate, config), trainer.device):
-        fit = build_method(candidate.method, candidate.mode, {}).run(ctx)
-    model = fit.model
-    if isinstance(model, nn.ModuleList):  # two networks (co-teaching, DivideMix…): keep the first head
-        model = model[0]
+        fit = method.run(ctx)
+    model = single_model(fit.model, getattr(method, "predict", "mean"))
     if isinstance(model, nn.Linear):
         kind, state = "head", model.state_dict()
     elif isinstance(model, Classifier):
@@ -68,6 +68,28 @@ def fit_and_save(candidate: Candidate, full: FullFeatures, data: AdviseData, out
     path = out / MODEL_FILE
     atomic_write(path, lambda f: torch.save(payload, f))
     return path
+
+
+def single_model(model: nn.Module, predict: str = "mean") -> nn.Module:
+    """The one module that predicts as the K-fold evaluation did. A pair of networks (Co-teaching, DivideMix…) in
+    lp mode is two linear heads on the same features: the mean of their logits, which the pair evaluates, is the
+    head with the mean weights and bias, exactly. In fft mode the two backbones cannot be one model: network 1
+    is kept (docs/advise.md)."""
+    if not isinstance(model, nn.ModuleList):
+        return model
+    first = model[0]
+    if isinstance(first, CoNet) and first.encoder is None:
+        if predict != "mean":
+            return first.head
+        heads = [net.head for net in model]
+        merged = nn.Linear(heads[0].in_features, heads[0].out_features)
+        with torch.no_grad():
+            merged.weight.copy_(torch.stack([h.weight for h in heads]).mean(0))
+            merged.bias.copy_(torch.stack([h.bias for h in heads]).mean(0))
+        return merged
+    if isinstance(first, CoNet):
+        return Classifier(first.encoder, first.head)
+    return first
 
 
 class AdvisedModel:

@@ -77,10 +77,14 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
         f"{_interval(rec['clean_acc'])} %.",
     ]
     if not trusted:
-        answers.append("<b>Caveat:</b> without trusted labels the noise estimate counts the probe's own mistakes as "
-                       "label errors, so it runs high where the probe is weak, and the clean accuracies with it "
-                       "(measured in results/advise.md). A few hundred verified labels (<code>--trusted</code>) give "
-                       "unbiased figures.")
+        assumes = ("assumes class-conditional noise and that the probe's most confident images of each class are "
+                   "of that class; it runs high under instance-dependent noise and where the probe is weak"
+                   if noise.get("estimator", "anchor") == "anchor" else
+                   "counts the probe's own mistakes as label errors, so it runs high where the probe is weak")
+        answers.append(f"<b>Caveat:</b> without trusted labels the noise estimate {assumes}, and the clean "
+                       "accuracies with it (measured against the truth in results/advise.md). The detector flags "
+                       "the probe's mistakes too, so it can flag more images than the estimated rate. A few hundred "
+                       "verified labels (<code>--trusted</code>) give unbiased figures.")
     noise_section = Section("noise", "Noise", paragraphs=[
         html.escape(noise["method"]) + f". Transition matrix condition number {noise['transition_condition']}.",
     ])

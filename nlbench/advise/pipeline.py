@@ -76,6 +76,7 @@ class AdviseOptions:
     input_size: int | None = None
     lp_epochs: int = 20
     detector: str | None = None
+    noise_estimator: str | None = None
     progress: bool = True
 
 
@@ -125,6 +126,9 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
         raise ConfigError(f"--detector {detector!r}; expected one of: {', '.join(issues.DETECTORS)}")
     if detector == "cleanlab" and not issues.cleanlab_available():
         raise ConfigError("--detector cleanlab needs cleanlab: pip install 'nlbench[cl]' (AGPL-3.0)")
+    noise_estimator = options.noise_estimator or est.DEFAULT_NOISE_ESTIMATOR
+    if noise_estimator not in est.NOISE_ESTIMATORS:
+        raise ConfigError(f"--noise-estimator {noise_estimator!r}; expected one of: {', '.join(est.NOISE_ESTIMATORS)}")
     backbones = parse_backbones(options.backbones, options.input_size)
     out = Path(options.out)
     _check_out(out)
@@ -155,7 +159,7 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
     probe_name = max((Candidate("ce", "lp", b).name for b in backbones),
                      key=lambda k: float((results[k].probs.argmax(1) == data.labels).mean()))
     probe = results[probe_name].probs
-    noise = estimate_noise(data, probe, trusted, seed=options.seed)
+    noise = estimate_noise(data, probe, trusted, seed=options.seed, estimator=noise_estimator)
     rate = noise["rate"]["value"]
 
     # 2. The other candidates, in order, while the estimate of each fits the budget left.
@@ -181,8 +185,8 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
     # 3. Estimates, suspects, recommendation.
     portfolio = score_candidates(data, results, probe, trusted, noise, seed=options.seed)
     best = max(portfolio, key=lambda r: r["clean_acc"]["value"])
-    suspects = rank_suspects(data, probe, noise["joint_matrix"], detector, seed=options.seed)
-    detectors = {d: int(issues.flag(d, data.labels, probe, np.asarray(noise["joint_matrix"]), options.seed).sum())
+    suspects = rank_suspects(data, probe, noise["detector_joint"], detector, seed=options.seed)
+    detectors = {d: int(issues.flag(d, data.labels, probe, np.asarray(noise["detector_joint"]), options.seed).sum())
                  for d in issues.DETECTORS if d != "cleanlab" or issues.cleanlab_available()}
     advice = {
         "data": {"source": options.data, "images": n, "classes": data.class_names,
@@ -193,7 +197,7 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
                    "bootstrap_rounds": BOOTSTRAP_ROUNDS, "trusted": options.trusted,
                    "trusted_labels": 0 if trusted is None else len(trusted[0])},
         "probe": probe_name,
-        "noise": {k: v for k, v in noise.items() if k != "joint_matrix"},
+        "noise": {k: v for k, v in noise.items() if k not in ("joint_matrix", "detector_joint")},
         "label_issues": {"detector": detector, "flagged": int(sum(s["flagged"] for s in suspects)),
                          "flagged_by_detector": detectors,
                          "cleanlab": "installed" if issues.cleanlab_available() else "not installed",
@@ -244,26 +248,37 @@ def plan_candidates(todo: list[Candidate], fulls: dict[str, FullFeatures], lp_ce
 
 
 def estimate_noise(data: AdviseData, probs: np.ndarray, trusted: tuple[np.ndarray, np.ndarray] | None, *,
-                   seed: int) -> dict:
-    """The noise: calibrated joint, transition matrix, overall and per-class rates, confused pairs; bootstrap
-    intervals; with trusted labels the unbiased rate and the calibrated T beside them."""
+                   seed: int, estimator: str = est.DEFAULT_NOISE_ESTIMATOR) -> dict:
+    """The noise: joint, transition matrix, overall and per-class rates, confused pairs by ``estimator``
+    (``nlbench.advise.estimators``); bootstrap intervals; with trusted labels the unbiased rate and the calibrated T
+    beside them. The label-issue detectors keep the confident joint (``detector_joint``), which measured better at
+    finding the wrong labels (results/advise.md)."""
     y = data.labels
     c = data.num_classes
-    joint = est.calibrated_joint(y, probs)
-    t = est.transition_from_joint(joint)
+    scaled, tau = est.temperature_scale(y, probs) if estimator == "anchor" else (probs, 1.0)
+    joint, t = est.estimate_joint(y, probs, estimator, calibrated=scaled)
     rate = est.noise_rate(joint)
     rng = np.random.default_rng(seed)
     strata = [np.flatnonzero(y == k) for k in range(c)]
     rates, ts = [], []
     for _ in range(BOOTSTRAP_ROUNDS):
         idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in strata if len(g)])
-        q = est.calibrated_joint(y[idx], probs[idx])
+        q, t_b = est.estimate_joint(y[idx], probs[idx], estimator, calibrated=scaled[idx])
         rates.append(est.noise_rate(q))
-        ts.append(est.transition_from_joint(q))
+        ts.append(t_b)
     lo, hi = np.quantile(rates, [0.05, 0.95])
     t_lo, t_hi = np.quantile(np.asarray(ts), [0.05, 0.95], axis=0)
+    method = {
+        "anchor": f"anchor points of the CE probe's out-of-fold probabilities, temperature-scaled to the given labels "
+                  f"(τ = {tau:.3g}): each class's row of T is the mean prediction over its top "
+                  f"{est.ANCHOR_TOP_SHARE:.0%} most confident images (Patrini et al. 2017); assumes class-conditional "
+                  "noise and that those images are of that class",
+        "confident-joint": "confident joint (Northcutt et al. 2021) of the CE probe's out-of-fold probabilities; "
+                           "counts the probe's own mistakes as label errors, so it runs high with a weak probe",
+    }[estimator]
     out = {
-        "method": "confident joint (Northcutt et al. 2021) of the CE probe's out-of-fold probabilities",
+        "estimator": estimator,
+        "method": method,
         "rate": {"value": round(rate, 4), "low": round(float(lo), 4), "high": round(float(hi), 4), "level": 0.9},
         "transition": np.round(t, 4).tolist(), "transition_low": np.round(t_lo, 4).tolist(),
         "transition_high": np.round(t_hi, 4).tolist(),
@@ -274,6 +289,7 @@ def estimate_noise(data: AdviseData, probs: np.ndarray, trusted: tuple[np.ndarra
                             "share": round(p["share"], 4), "count": p["count"]}
                            for p in est.confused_pairs(joint, len(y))],
         "joint_matrix": joint.tolist(),
+        "detector_joint": est.calibrated_joint(y, probs).tolist(),
         "transition_used": np.round(t, 4).tolist(),
     }
     if trusted is not None:
@@ -287,7 +303,7 @@ def estimate_noise(data: AdviseData, probs: np.ndarray, trusted: tuple[np.ndarra
             "rate_without_trusted": out["rate"],
             "transition": np.round(t_cal, 4).tolist(),
             "changed": "the noise rate is the trusted labels' share of wrong given labels (unbiased, Wilson interval); "
-                       "T is each true class's trusted counts blended with the confident-joint row (20 "
+                       "T is each true class's trusted counts blended with the estimated row (20 "
                        "pseudo-counts); the clean accuracies use that T, and the trusted labels' own accuracy is "
                        "shown beside them",
         }
@@ -304,13 +320,16 @@ def score_candidates(data: AdviseData, results: dict[str, CandidateResult], prob
     y = data.labels
     c = data.num_classes
     t_used = np.asarray(noise["transition_used"])
+    estimator = noise.get("estimator", est.DEFAULT_NOISE_ESTIMATOR)
+    scaled = est.temperature_scale(y, probe)[0] if estimator == "anchor" and trusted is None else probe
     preds = {k: r.probs.argmax(1) for k, r in results.items()}
     rng = np.random.default_rng(seed + 1)
     strata = [np.flatnonzero(y == k) for k in range(c)]
     draws: dict[str, list[float]] = {k: [] for k in results}
     for _ in range(BOOTSTRAP_ROUNDS):
         idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in strata if len(g)])
-        t_b = t_used if trusted is not None else est.transition_from_joint(est.calibrated_joint(y[idx], probe[idx]))
+        t_b = t_used if trusted is not None else est.estimate_joint(y[idx], probe[idx], estimator,
+                                                                     calibrated=scaled[idx])[1]
         for k, p in preds.items():
             draws[k].append(est.clean_accuracy(t_b, est.prediction_joint(y[idx], p[idx], c)))
     cond = est.condition_number(t_used)

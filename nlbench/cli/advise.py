@@ -17,7 +17,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
     progress = args.progress if args.progress is not None else sys.stderr.isatty() or not os.environ.get("CI")
     options = AdviseOptions(data=args.data, backbones=args.backbones, trusted=args.trusted, budget=args.budget,
                             out=args.out, fit=args.fit, folds=args.folds, seed=args.seed, input_size=args.input_size,
-                            lp_epochs=args.lp_epochs, detector=args.detector, progress=progress)
+                            lp_epochs=args.lp_epochs, detector=args.detector,
+                            noise_estimator=args.noise_estimator, progress=progress)
     cache = args.cache if args.cache is not None else default_cache_dir()
     advice = run_advise(options, cache=cache)
     rec = advice["recommendation"]
@@ -45,6 +46,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lp-epochs", type=positive_int, default=20, help="linear-probe epochs (default 20)")
     p.add_argument("--detector", choices=("confident-joint", "cleanlab", "gmm"),
                    help="label-issue detector (default: the one that measured best, docs/advise.md)")
+    p.add_argument("--noise-estimator", choices=("anchor", "confident-joint"),
+                   help="how the noise rate and T are estimated without trusted labels (default anchor: the one that "
+                        "measured closer to the truth, docs/advise.md)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress lines with an ETA on stderr (default on, off when CI is set)")
     p.set_defaults(func=cmd_advise)
