@@ -74,6 +74,24 @@ def test_a_seed_count_beyond_the_bound_is_one_line_on_every_command(command, cou
     assert tree(tmp_path / "r") == []
 
 
+@pytest.mark.parametrize(("flag", "target", "message"), [
+    ("--out", "afile", "is a file; expected a folder"),
+    ("--out", "afile/sub", "is a file, not a folder"),
+    ("--out", "", "is empty; expected a folder"),
+    ("--screenshot", "folder", "is a folder; expected the path of a file"),
+])
+def test_report_outputs_that_cannot_be_written_are_refused_before_the_page_is_built(flag, target, message, tmp_path):
+    """`report --out` naming a file or `--screenshot` naming a folder failed only after the records were read and
+    the page built; now before anything."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "folder").mkdir()
+    path = write_toml(tmp_path / "g.toml", VALID)
+    value = str(tmp_path / target) if target else ""
+    code, out, err = cli("report", "--grid", str(path), "--results", str(tmp_path / "r"), flag, value)
+    assert_one_error_line(code, err, f"{flag} {value!r}", message)
+    assert tree(tmp_path / "r") == []
+
+
 # ---------------------------------------------------------------- 5. tags that make a file name too long
 @pytest.mark.parametrize("dry", [False, True])
 def test_long_method_tag_is_refused(dry, tmp_path):

@@ -79,6 +79,20 @@ def check_output_file(path: str, what: str) -> None:
         raise ConfigError(f"{what} {path!r}: {str(p.parent)!r} is a file, not a folder")
 
 
+def check_output_folder(path: str, what: str) -> None:
+    """``path`` can be (or already is) a folder: not empty, not a file, no file on the way to it."""
+    if not path.strip():
+        raise ConfigError(f"{what} {path!r} is empty; expected a folder")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{what} {path!r} is a file; expected a folder")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what} {path!r}: {str(parent)!r} is a file, not a folder")
+            break
+
+
 def table_text(grid, records, *, metric: str, fmt: str, realized: bool, paper: bool = False) -> str:
     """A grid's leaderboard as ``nlbench table`` prints it (markdown gets a caption line): the records' tidy
     frame (``nlbench.results``) through ``nlbench.report.leaderboard``, as a user's filtered frame goes."""

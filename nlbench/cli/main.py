@@ -31,6 +31,7 @@ from nlbench.cli import export as cli_export
 from nlbench.cli.common import (
     Parser,
     check_output_file,
+    check_output_folder,
     int_at_least,
     non_negative_int,
     positive_int,
@@ -176,6 +177,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.screenshot_width < 100:
         raise ConfigError(f"--screenshot-width {args.screenshot_width}; expected a width of at least 100 pixels")
+    # Both outputs are checked before the records are read and the page is built, not after.
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
+    if args.screenshot is not None:
+        check_output_file(args.screenshot, "--screenshot")
     started = time.perf_counter()
     known = grid_cells(args.grid, seeds=args.seeds, overrides=args.overrides)
     results = results_folder(args)
