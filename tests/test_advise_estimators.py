@@ -179,7 +179,12 @@ def test_clean_prior_and_joint_from_a_known_transition():
     prior = np.array([0.6, 0.4])
     # Given-label prior Tᵀπ by hand: (0.6·0.8 + 0.4·0.3, 0.6·0.2 + 0.4·0.7) = (0.6, 0.4); 1,000 labels in that ratio.
     noisy = np.array([0] * 600 + [1] * 400)
-    assert est.clean_prior(T, noisy) == pytest.approx(prior)
+    assert est.clean_prior(T, noisy, solve=True) == pytest.approx(prior)
+    # The default weights T's rows with the given labels' prior itself; solving recovers π where they differ:
+    # π = (0.2, 0.8) gives Tᵀπ = (0.2·0.8 + 0.8·0.3, 0.2·0.2 + 0.8·0.7) = (0.4, 0.6).
+    shifted = np.array([0] * 400 + [1] * 600)
+    assert est.clean_prior(T, shifted) == pytest.approx([0.4, 0.6])
+    assert est.clean_prior(T, shifted, solve=True) == pytest.approx([0.2, 0.8])
     q = est.joint_from_transition(T, prior)
     # Q[i, j] = P(given = i, true = j) = π_j T[j, i]
     assert q == pytest.approx(np.array([[0.6 * 0.8, 0.4 * 0.3], [0.6 * 0.2, 0.4 * 0.7]]))

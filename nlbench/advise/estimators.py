@@ -12,8 +12,8 @@ of a probe that never saw the sample, ``preds`` (N,) a candidate's out-of-fold p
   probabilities are first temperature-scaled to the given labels (one scalar fitted by their log-loss, so p̂
   estimates P(ỹ | x)); T's row i is then the mean p̂ over the images whose p̂_i is in its top 3 % (the anchor
   points of class i, Patrini et al., CVPR 2017, take the 97th percentile; the mean of the top 3 % rather than
-  the one image at the percentile is steadier on small data); the clean prior π solves Tᵀπ = the given
-  labels' prior (non-negative least squares) and Q[i, j] = π_j T[j, i]. It assumes class-conditional noise and
+  the one image at the percentile is steadier on small data); the clean prior π is the given labels' prior
+  (``clean_prior``) and Q[i, j] = π_j T[j, i]. It assumes class-conditional noise and
   that the probe's most confident images of each class are of that class; unlike the confident joint it does
   not count the probe's mistakes on hard images as label errors, which made the confident joint run 10-15
   points high with a weak probe (results/advise.md).
@@ -113,12 +113,17 @@ def anchor_mean_transition(probs: np.ndarray, top_share: float = ANCHOR_TOP_SHAR
     return t / t.sum(1, keepdims=True)
 
 
-def clean_prior(transition: np.ndarray, noisy: np.ndarray) -> np.ndarray:
-    """π with Tᵀπ = the given labels' prior (non-negative least squares, normalised); uniform if nothing fits."""
-    from scipy.optimize import nnls
-
+def clean_prior(transition: np.ndarray, noisy: np.ndarray, *, solve: bool = False) -> np.ndarray:
+    """The clean class prior π the anchor estimate weights T's rows with: the given labels' prior, or with
+    ``solve`` the π with Tᵀπ = that prior (non-negative least squares, normalised; uniform if nothing fits).
+    Solving inverts the estimated T and amplifies its error (measured by benchmarks/advise_estimators.py), so
+    advise takes the given labels' prior, which noise that moves labels between classes evenly leaves unchanged."""
     t = np.asarray(transition, dtype=np.float64)
     given = np.bincount(np.asarray(noisy, dtype=np.int64), minlength=len(t)) / max(1, len(noisy))
+    if not solve:
+        return given
+    from scipy.optimize import nnls
+
     prior = nnls(t.T, given)[0]
     return prior / prior.sum() if prior.sum() > 0 else np.full(len(t), 1.0 / len(t))
 
