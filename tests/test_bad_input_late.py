@@ -268,7 +268,7 @@ def test_folder_with_noisy_labels_and_no_test_folder_is_refused_with_the_choices
     g = with_(datasets=["folder"], noise=[{"model": "none"}],
               dataset_options={"folder": {"root": "data", "val_size": 2, "test_size": 4}})
     run_refused(tmp_path, g, "dataset 'folder'", "held out of the noisy training images", "test/<class>/",
-                "labels = \"clean\"", dry=dry)
+                "labels = \"clean\"", "nlbench advise --data folder:PATH", dry=dry)
 
 
 def test_clean_validation_labels_held_out_of_noisy_data_are_refused(tmp_path):

@@ -169,7 +169,9 @@ def check_held_out_labels(cell: CellSpec, dataset) -> None:
             f"(test_size = {dataset.identity.get('test_size')}), so their labels are noisy too and cannot score the "
             f"methods; give clean test images (test/<class>/ folders, or CSV rows with split = test), or, if the "
             f"given labels are in fact clean, declare them so (labels = \"clean\" in {opts}) and add a synthetic "
-            f"noise model")
+            f"noise model; to compare methods on these noisy labels alone, run nlbench advise --data "
+            f"{dataset.identity.get('dataset', 'folder')}:PATH (K-fold on the given labels, each method's clean "
+            f"accuracy estimated with the assumption it rests on: docs/advise.md)")
     if cell.val_labels == "clean" and dataset.val.labels is None:
         own = dataset.identity.get("dataset") in ("folder", "csv")
         raise ConfigError(
