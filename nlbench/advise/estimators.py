@@ -15,7 +15,7 @@ of a probe that never saw the sample, ``preds`` (N,) a candidate's out-of-fold p
   the one image at the percentile is steadier on small data); the clean prior π is the given labels' prior
   (``clean_prior``) and Q[i, j] = π_j T[j, i]. It assumes class-conditional noise and
   that the probe's most confident images of each class are of that class; unlike the confident joint it does
-  not count the probe's mistakes on hard images as label errors, which made the confident joint run 10-15
+  not count the probe's mistakes on hard images as label errors, which made the confident joint run 9-17
   points high with a weak probe (results/advise.md).
 * ``clean_joint`` / ``clean_accuracy``: under class-conditional noise (ỹ independent of the input, hence of
   a held-out prediction f, given y), N[j, k] = P(ỹ = j, f = k) = Σ_i P(y = i, f = k) T[i, j], i.e. N = Tᵀ M
