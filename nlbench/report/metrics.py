@@ -10,7 +10,11 @@ METRICS = {
     "selection_f1": "F1 (%) of the last selected clean set against the true clean mask",
     "backbone_forward_images": "images passed forward through a backbone per cell (feature-cache fills included)",
     "backbone_backward_images": "images backpropagated through a backbone per cell",
+    "pair_disagreement": "share (%) of the samples on which a two-network method's networks disagreed in the last "
+                         "epoch",
 }
 # Costs: lower is better (bold marks the cheapest).
 LOWER_IS_BETTER = ("time", "realized_rate", "backbone_forward_images", "backbone_backward_images")
+# Diagnostics: neither direction is better, so no cell is bold.
+UNRANKED = ("pair_disagreement",)
 FORMATS = ("markdown", "latex", "csv")

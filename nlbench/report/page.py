@@ -314,6 +314,7 @@ def selection_section(df: pd.DataFrame, out_dir: Path) -> Section:
                                           rows=rows, columns=column_order(df)))
     else:
         section.paragraphs.append("No method of this grid selects a clean set.")
+    pair_disagreement(section, df)
     matrices = []
     audited = df[[r.get("noise_audit") is not None for r in df["record"]]]
     for column in column_order(audited) if len(audited) else []:
@@ -328,6 +329,29 @@ def selection_section(df: pd.DataFrame, out_dir: Path) -> Section:
             matrices, out_dir=out_dir, name="transition",
             caption="Noise transition matrix of each setting: P(noisy label | true class) over the training set."))
     return section
+
+
+def pair_disagreement(section: Section, df: pd.DataFrame) -> None:
+    """The two networks of a pair method learn from where they differ: the share of the samples on which their
+    predictions disagreed, first and last epoch (the records' ``extra.pair_disagreement``)."""
+    pairs = []
+    for r in df.itertuples():
+        shares = [v for v in ((r.record.get("extra") or {}).get("pair_disagreement") or []) if v is not None]
+        if shares:
+            pairs.append({"row": r.row, "column": r.column, "seed": r.seed, "first": 100 * float(shares[0]),
+                          "last": 100 * float(shares[-1])})
+    if not pairs:
+        return
+    frame = pd.DataFrame(pairs)
+    section.paragraphs.append(
+        "Two-network methods (Co-teaching, Co-teaching+, JoCoR, DivideMix, UNICON) learn from their networks' "
+        "disagreement: the share of the samples on which the two predictions differed, in the first and the last "
+        "epoch, mean ± std over seeds. Near 0 the pair has become one network (docs/fidelity.md).")
+    section.tables.append(pivot_table(
+        frame, lambda sub: Cell(f"{fmt_mean_std(*mean_std(sub['first']), digits=1)} → "
+                                f"{fmt_mean_std(*mean_std(sub['last']), digits=1)}"),
+        "pair disagreement (%), first → last epoch", rows=[r for r in row_order(df) if r in set(frame["row"])],
+        columns=column_order(df)))
 
 
 def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:

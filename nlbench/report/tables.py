@@ -18,7 +18,8 @@ import pandas as pd
 
 from nlbench.errors import ConfigError
 from nlbench.registry import METHODS
-from nlbench.report.metrics import FORMATS, LOWER_IS_BETTER, METRICS
+from nlbench.report.metrics import FORMATS, LOWER_IS_BETTER, METRICS, UNRANKED
+from nlbench.run.frames import last_pair_disagreement
 
 MODE_ORDER = ["fft", "lp", "lp-fft"]
 MODE_LABEL = {"fft": "FFT", "lp": "LP", "lp-fft": "LP-FFT"}
@@ -112,6 +113,8 @@ def _metric(record: dict, metric: str) -> float:
     if metric == "realized_rate":
         audit = record.get("noise_audit") or {}
         return audit.get("realized_rate", math.nan)
+    if metric == "pair_disagreement":
+        return last_pair_disagreement(record)
     if metric == "selection_f1":
         sel = (record.get("selection") or [{}])[-1]
         p, r = sel.get("precision"), sel.get("recall")
@@ -188,9 +191,10 @@ def _row_key(mode: str, method: str) -> tuple[int, int, str]:
     return (MODE_ORDER.index(mode) if mode in MODE_ORDER else 99, _method_meta(base).get("order", 10**6), method)
 
 
-def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realized: bool = False) -> pd.DataFrame:
-    """Rows (mode, method), columns (backbone, noise setting); mean ± std over seeds, best in bold. Cells
-    are grouped by the numeric (noise, rate) columns; labels are made for display only."""
+def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realized: bool = False,
+           ranked: bool = True) -> pd.DataFrame:
+    """Rows (mode, method), columns (backbone, noise setting); mean ± std over seeds, best in bold (none where not
+    ``ranked``). Cells are grouped by the numeric (noise, rate) columns; labels are made for display only."""
     cell = ["mode", "method", "backbone", "noise", "rate"]
     stats = df.groupby(cell)["value"].agg(["mean", "std", "count"])
     backbones = list(dict.fromkeys(df["backbone"]))
@@ -212,7 +216,7 @@ def table1(df: pd.DataFrame, *, fmt: str, higher_is_better: bool = True, realize
         means = {r: stats.loc[(*r, b, *s), "mean"] if (*r, b, *s) in stats.index and (*r, b, *s) not in chance
                  else math.nan for r in rows}
         finite = [v for v in means.values() if not math.isnan(v)]
-        best = (max(finite) if higher_is_better else min(finite)) if finite else math.nan
+        best = (max(finite) if higher_is_better else min(finite)) if finite and ranked else math.nan
         col = []
         for r in rows:
             if (*r, b, *s) in stats.index:
@@ -342,7 +346,8 @@ def render_frame(df: pd.DataFrame, *, layout: str = "table1", metric: str = "tes
     if layout == "real":
         table = real_noise(df, fmt=fmt)
     else:
-        table = table1(df, fmt=fmt, higher_is_better=metric not in LOWER_IS_BETTER, realized=realized)
+        table = table1(df, fmt=fmt, higher_is_better=metric not in LOWER_IS_BETTER, realized=realized,
+                       ranked=metric not in UNRANKED)
     if fmt == "csv":
         flat = table.replace(MISSING, "")  # an empty field: pandas reads it back as NaN
         if isinstance(flat.columns, pd.MultiIndex):

@@ -4,6 +4,7 @@
 Records are the plain dicts of ``Record.to_dict()`` (``records.load_records``). Column names say where a value
 comes from: the cell's identity as the record stores it, the results under the record's own field names,
 ``selection_*`` from the last selected clean set (the one ``nlbench table --metric selection_f1`` scores),
+``pair_disagreement`` the last epoch's share (%) of a pair method's samples its two networks disagreed on,
 cost fields under their cost names, ``params.<name>`` a method parameter, ``train.<name>`` a [train] field,
 ``version.<package>`` the package versions the cell ran with.
 """
@@ -19,7 +20,8 @@ import pandas as pd
 IDENTITY_COLUMNS = ("grid", "cell_id", "dataset", "backbone", "backbone_tag", "noise", "rate", "method",
                     "method_tag", "method_key", "mode", "seed", "noise_seed", "val_labels", "config_hash")
 RESULT_COLUMNS = ("test_acc_best", "test_acc_last", "val_acc_best", "best_epoch", "realized_rate", "num_classes")
-SELECTION_COLUMNS = ("selection_size", "selection_precision", "selection_recall", "selection_f1")
+SELECTION_COLUMNS = ("selection_size", "selection_precision", "selection_recall", "selection_f1",
+                     "pair_disagreement")
 COST_COLUMNS = ("wall_s", "peak_rss_mb", "peak_cuda_mb", "backbone_forward_images", "backbone_backward_images")
 PROVENANCE_COLUMNS = ("git_commit", "python")
 # Curves of ``history_frame``: the cell's identity, then where on the curve, then the value.
@@ -40,6 +42,13 @@ def method_key(record: dict) -> str:
 def last_selection(record: dict) -> dict:
     """The last selected clean set of a record ({} for a method that selects none)."""
     return (record.get("selection") or [{}])[-1]
+
+
+def last_pair_disagreement(record: dict) -> float:
+    """Share (%) of the samples on which a pair method's two networks disagreed in its last epoch that noted any
+    (``extra.pair_disagreement``); NaN for single-network methods."""
+    shares = [v for v in ((record.get("extra") or {}).get("pair_disagreement") or []) if v is not None]
+    return 100.0 * float(shares[-1]) if shares else math.nan
 
 
 def selection_f1(selection: dict) -> float:
@@ -67,6 +76,7 @@ def result_row(record: dict) -> dict[str, Any]:
         "num_classes": _number(len(audit["transition"])) if audit.get("transition") else math.nan,
         "selection_size": _number(selection.get("size")), "selection_precision": _number(selection.get("precision")),
         "selection_recall": _number(selection.get("recall")), "selection_f1": selection_f1(selection),
+        "pair_disagreement": last_pair_disagreement(record),
         **{k: _number(cost.get(k)) for k in COST_COLUMNS},
         "git_commit": env.get("git_commit"), "python": env.get("python"),
     }
