@@ -232,3 +232,17 @@ def test_anchor_estimator_recovers_t_and_the_rate_where_the_confident_joint_runs
     assert est.noise_rate(q_cj) - realized > 0.1
     with pytest.raises(ValueError, match="expected one of: anchor, confident-joint"):
         est.estimate_joint(noisy, probs, "oracle")
+
+
+def test_an_estimate_outside_zero_one_is_reported_as_clipped():
+    """T overstating the noise: T = [[0.6, 0.4], [0.4, 0.6]] against a candidate that agrees with every given label
+    (N = diag(0.5, 0.5)). By hand T⁻¹ = 5·[[0.6, −0.4], [−0.4, 0.6]] (symmetric, so T⁻ᵀ too), M = T⁻ᵀN =
+    2.5·[[0.6, −0.4], [−0.4, 0.6]], trace 3.0: no clean joint gives it; the clipped 1.0 is a bound."""
+    from nlbench.advise.pipeline import _bound_note
+
+    t = np.array([[0.6, 0.4], [0.4, 0.6]])
+    n = np.diag([0.5, 0.5])
+    assert est.clean_accuracy_raw(t, n) == pytest.approx(3.0)
+    assert est.clean_accuracy(t, n) == 1.0
+    assert "trace(T⁻ᵀN) = 3.00 was clipped to 100%" in _bound_note(3.0)
+    assert _bound_note(0.85) == ""

@@ -173,7 +173,13 @@ def clean_joint(transition: np.ndarray, noisy_joint: np.ndarray) -> np.ndarray:
 
 def clean_accuracy(transition: np.ndarray, noisy_joint: np.ndarray) -> float:
     """trace(T⁻ᵀ N), clipped to [0, 1]."""
-    return float(np.clip(np.trace(clean_joint(transition, noisy_joint)), 0.0, 1.0))
+    return float(np.clip(clean_accuracy_raw(transition, noisy_joint), 0.0, 1.0))
+
+
+def clean_accuracy_raw(transition: np.ndarray, noisy_joint: np.ndarray) -> float:
+    """trace(T⁻ᵀ N) unclipped: outside [0, 1] the estimated T cannot have produced this candidate's agreement with
+    the given labels (typically T overstates the noise), and the clipped estimate is a bound, not an estimate."""
+    return float(np.trace(clean_joint(transition, noisy_joint)))
 
 
 def condition_number(transition: np.ndarray) -> float:

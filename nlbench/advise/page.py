@@ -74,7 +74,9 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
         f"<b>Wrong labels:</b> {advice['label_issues']['flagged']} suspects flagged by the "
         f"{html.escape(advice['label_issues']['detector'])} detector (cleanlab {advice['label_issues']['cleanlab']}).",
         f"<b>Recommendation:</b> {html.escape(rec['candidate'])}, estimated clean accuracy "
-        f"{_interval(rec['clean_acc'])} %.",
+        f"{_interval(rec['clean_acc'])} %"
+        + (" — clipped at the bound, so a bound rather than an estimate: the estimated noise is too high for this "
+           "candidate's agreement with the given labels (its row below)." if rec.get("at_bound") else "."),
     ]
     if not trusted:
         assumes = ("assumes class-conditional noise and that the probe's most confident images of each class are "

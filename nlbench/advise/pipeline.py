@@ -184,7 +184,8 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
 
     # 3. Estimates, suspects, recommendation.
     portfolio = score_candidates(data, results, probe, trusted, noise, seed=options.seed)
-    best = max(portfolio, key=lambda r: r["clean_acc"]["value"])
+    # Estimates clipped at a bound tie; the K-fold agreement with the given labels orders them.
+    best = max(portfolio, key=lambda r: (r["clean_acc"]["value"], r["noisy_acc"]))
     suspects = rank_suspects(data, probe, noise["detector_joint"], detector, seed=options.seed)
     detectors = {d: int(issues.flag(d, data.labels, probe, np.asarray(noise["detector_joint"]), options.seed).sum())
                  for d in issues.DETECTORS if d != "cleanlab" or issues.cleanlab_available()}
@@ -206,7 +207,10 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
         "candidates": portfolio,
         "skipped": skipped,
         "recommendation": {"candidate": best["candidate"], "clean_acc": best["clean_acc"],
-                           "why": "highest estimated clean accuracy"},
+                           "at_bound": bool(best.get("at_bound")),
+                           "why": "highest estimated clean accuracy" + (
+                           "; that estimate is clipped at a bound (its assumption says why), so read it as a bound"
+                           if best.get("at_bound") else "")},
         "versions": _versions(),
     }
     if options.fit:
@@ -346,7 +350,9 @@ def score_candidates(data: AdviseData, results: dict[str, CandidateResult], prob
             "estimator": "trace(T⁻ᵀN), N the joint of (given label, out-of-fold prediction)",
             "assumption": "class-conditional noise (the label error does not depend on the image given its class); "
                           + (f"T well conditioned (condition number {cond:.1f})" if cond <= est.CONDITION_LIMIT else
-                             f"T is near-singular (condition number {cond:.1f}): the estimate is unreliable"),
+                             f"T is near-singular (condition number {cond:.1f}): the estimate is unreliable")
+                          + _bound_note(est.clean_accuracy_raw(t_used, nj)),
+            "at_bound": not 0.0 <= est.clean_accuracy_raw(t_used, nj) <= 1.0,
             "seconds": round(r.seconds, 1), "resumed": r.resumed,
         }
         if trusted is not None:
@@ -364,6 +370,15 @@ def score_candidates(data: AdviseData, results: dict[str, CandidateResult], prob
             row["assumption"] = "the trusted images are a random sample of the data (no assumption on the noise)"
         rows.append(row)
     return rows
+
+
+def _bound_note(raw: float) -> str:
+    """The assumption column's warning where trace(T⁻ᵀN) left [0, 1] and was clipped."""
+    if 0.0 <= raw <= 1.0:
+        return ""
+    return (f"; trace(T⁻ᵀN) = {raw:.2f} was clipped to {min(max(raw, 0.0), 1.0):.0%}: the estimated T cannot have "
+            "produced this candidate's agreement with the given labels (it overstates the noise), so the figure is a "
+            "bound, not an estimate")
 
 
 def rank_suspects(data: AdviseData, probs: np.ndarray, joint: list, detector: str, *, seed: int) -> list[dict]:
