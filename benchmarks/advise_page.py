@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +44,21 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/advise-page")
     parser.add_argument("--out", default="docs/images/advise_digits.png")
     args = parser.parse_args()
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     realized = write_tree(work / "digits")
-    code = nlbench(["advise", "--data", f"folder:{work / 'digits'}", "--input-size", "32", "--budget", "3m",
-                    "--out", str(work / "advise"), "--cache", str(work / "cache"), "--no-progress"])
+    out = Path(args.out).resolve()
+    os.chdir(work)  # the page names the data as given: folder:digits, not this machine's path
+    code = nlbench(["advise", "--data", "folder:digits", "--input-size", "32", "--budget", "3m", "--out", "advise",
+                    "--cache", "cache", "--no-progress"])
     if code:
         raise SystemExit(code)
-    check = check_page(work / "advise" / "index.html", screenshot=args.out, width=1100, full_page=True)
+    check = check_page(Path("advise") / "index.html", screenshot=out, width=1100, full_page=True)
     if not check.ok:
         raise SystemExit(f"the page did not load cleanly: {check.summary()}")
-    shrink_png(args.out)
-    advice = json.loads((work / "advise" / "advice.json").read_text())
+    shrink_png(out)
+    advice = json.loads((Path("advise") / "advice.json").read_text())
     print(f"realized rate {realized:.3f}; advise's estimate {advice['noise']['rate']['value']:.3f}; "
-          f"recommended {advice['recommendation']['candidate']}; page: {args.out}")
+          f"recommended {advice['recommendation']['candidate']}; page: {out}")
 
 
 if __name__ == "__main__":

@@ -70,13 +70,15 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
     answers = [
         f"<b>Noise:</b> about {_pct(noise['rate']['value'])} % of the labels are wrong "
         f"(90 % interval {_pct(noise['rate']['low'])}–{_pct(noise['rate']['high'])} %"
-        + (f"; from {trusted['labels']} trusted labels" if trusted else "; confident joint of the probe") + ").",
+        + (f"; from {trusted['labels']} trusted labels" if trusted else
+           "; " + ("anchor points" if noise.get("estimator", "anchor") == "anchor" else "confident joint")
+           + " of the probe") + ").",
         f"<b>Wrong labels:</b> {advice['label_issues']['flagged']} suspects flagged by the "
         f"{html.escape(advice['label_issues']['detector'])} detector (cleanlab {advice['label_issues']['cleanlab']}).",
         f"<b>Recommendation:</b> {html.escape(rec['candidate'])}, estimated clean accuracy "
         f"{_interval(rec['clean_acc'])} %"
         + (" — clipped at the bound, so a bound rather than an estimate: the estimated noise is too high for this "
-           "candidate's agreement with the given labels (its row below)." if rec.get("at_bound") else "."),
+           "candidate's agreement with the given labels." if rec.get("at_bound") else "."),
     ]
     if not trusted:
         assumes = ("assumes class-conditional noise and that the probe's most confident images of each class are "
@@ -107,8 +109,9 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
                                            for p in noise["confused_pairs"]]))
     best = max(r["clean_acc"]["value"] for r in advice["candidates"])
     cand_rows = []
-    for r in sorted(advice["candidates"], key=lambda r: -r["clean_acc"]["value"]):
-        cells = [Cell(_interval(r["clean_acc"]), _background(100 * (r["clean_acc"]["value"] - best), 10.0, "RdYlGn")
+    for r in sorted(advice["candidates"], key=lambda r: (-r["clean_acc"]["value"], -r["noisy_acc"])):
+        cells = [Cell(_interval(r["clean_acc"]) + (" (bound)" if r.get("at_bound") else ""),
+                      _background(100 * (r["clean_acc"]["value"] - best), 10.0, "RdYlGn")
                       if r["clean_acc"]["value"] < best else "", r["assumption"]),
                  Cell(_pct(r["noisy_acc"]))]
         if trusted:
@@ -120,7 +123,9 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
     method_section = Section("method", "Method", paragraphs=[
         "Every candidate ran K-fold on the given labels; its clean accuracy is estimated as trace(T⁻ᵀN), N the "
         "joint of (given label, held-out prediction). It rests on class-conditional noise; under noise that depends "
-        "on the image it is biased, and a near-singular T makes it unreliable (docs/advise.md)."],
+        "on the image it is biased, and a near-singular T makes it unreliable (docs/advise.md). An estimate marked "
+        "(bound) left [0, 100 %] and was clipped: the estimated noise cannot have produced that candidate's agreement "
+        "with the given labels; candidates at the bound are ordered by that agreement."],
         tables=[Table("Candidates, best estimate first", columns, cand_rows)])
     if advice["skipped"]:
         method_section.tables.append(Table("Not run (budget)", ["expected s", "why"],
