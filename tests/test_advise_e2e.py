@@ -88,8 +88,12 @@ def test_advise_digits_end_to_end(digits_tree, tmp_path, capsys):
     names = [c["candidate"] for c in advice["candidates"]]
     assert names[0].startswith("LP CE ")
     assert len(names) + len(advice["skipped"]) == len(set(names) | {s["candidate"] for s in advice["skipped"]})
-    best = max(advice["candidates"], key=lambda c: c["clean_acc"]["value"])
+    # Estimates clipped at the 100 % bound tie; their agreement with the given labels orders them.
+    best = max(advice["candidates"], key=lambda c: (c["clean_acc"]["value"], c["noisy_acc"]))
     assert advice["recommendation"]["candidate"] == best["candidate"]
+    assert advice["recommendation"]["at_bound"] == best["at_bound"]
+    for c in advice["candidates"]:  # a clipped estimate sits on the bound it was clipped to
+        assert not c["at_bound"] or c["clean_acc"]["value"] in (0.0, 1.0)
     for c in advice["candidates"]:
         assert 0 <= c["clean_acc"]["low"] <= c["clean_acc"]["high"] <= 1 and "class-conditional" in c["assumption"]
 
