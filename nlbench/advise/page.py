@@ -115,13 +115,16 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
                       if r["clean_acc"]["value"] < best else "", r["assumption"]),
                  Cell(_pct(r["noisy_acc"]))]
         if trusted:
-            cells.append(Cell(_interval(r["clean_acc_transition"])))
+            cells.append(Cell(_interval(r.get("clean_acc_transition", r["clean_acc"]))))
         cells.append(Cell(f"{r['seconds']:.0f}" + (" (cached)" if r["resumed"] else "")))
+        held = r.get("held_out_images", advice["data"]["images"])
+        cells.append(Cell("all" if held >= advice["data"]["images"] else str(held)))
         cand_rows.append((r["candidate"], cells))
     columns = ["est. clean acc % [90 %]" + (" (trusted labels)" if trusted else ""), "K-fold acc on given labels %"] + (
-        ["T⁻ᵀN with calibrated T %"] if trusted else []) + ["seconds"]
+        ["T⁻ᵀN with calibrated T %"] if trusted else []) + ["seconds", "images scored"]
     method_section = Section("method", "Method", paragraphs=[
-        "Every candidate ran K-fold on the given labels; its clean accuracy is estimated as trace(T⁻ᵀN), N the "
+        "Every candidate ran K-fold on the given labels (a fine-tuning candidate the first of the K folds unless "
+        "--fine-tune-folds says more: images scored); its clean accuracy is estimated as trace(T⁻ᵀN), N the "
         "joint of (given label, held-out prediction). It rests on class-conditional noise; under noise that depends "
         "on the image it is biased, and a near-singular T makes it unreliable (docs/advise.md). An estimate marked "
         "(bound) left [0, 100 %] and was clipped: the estimated noise cannot have produced that candidate's agreement "

@@ -35,6 +35,7 @@ from nlbench.advise.portfolio import (
     estimate_seconds,
     evaluate,
     fold_ids,
+    folds_to_run,
     parse_backbones,
 )
 from nlbench.atomic import atomic_write_bytes
@@ -72,6 +73,7 @@ class AdviseOptions:
     fit: bool = False
     cache: str | None = None
     folds: int = 5
+    fine_tune_folds: int | None = None  # folds a fine-tuning candidate runs (default portfolio.FINE_TUNE_FOLDS)
     seed: int = 0
     input_size: int | None = None
     lp_epochs: int = 20
@@ -121,6 +123,9 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
     budget_s = parse_budget(options.budget)
     if options.folds < 2:
         raise ConfigError(f"--folds {options.folds}; expected an integer ≥ 2")
+    if options.fine_tune_folds is not None and not 1 <= options.fine_tune_folds <= options.folds:
+        raise ConfigError(f"--fine-tune-folds {options.fine_tune_folds}; expected an integer from 1 to --folds "
+                          f"({options.folds})")
     detector = options.detector or issues.DEFAULT_DETECTOR
     if detector not in issues.DETECTORS:
         raise ConfigError(f"--detector {detector!r}; expected one of: {', '.join(issues.DETECTORS)}")
@@ -166,21 +171,24 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
     lp_ce = {b.ref: results[Candidate("ce", "lp", b).name].seconds for b in backbones}
     todo = [cand for cand in everything if cand.name not in results]
     planned, skipped = plan_candidates(todo, fulls, lp_ce, n=n, folds=options.folds, rate=rate,
-                                       budget_left=budget_s - progress.elapsed())
+                                       budget_left=budget_s - progress.elapsed(),
+                                       fine_tune_folds=options.fine_tune_folds)
     for k, (cand, expected) in enumerate(planned):
         remaining = sum(e for _, e in planned[k:])
         progress(f"[{k + 1}/{len(planned)}] {cand.name} (expected {format_duration(expected)})", remaining)
         fold_started = time.monotonic()
+        run = folds_to_run(cand, options.folds, options.fine_tune_folds)
 
-        def fold_done(f: int, cand=cand, expected=expected, remaining=remaining, started=fold_started) -> None:
+        def fold_done(f: int, cand=cand, expected=expected, remaining=remaining, started=fold_started,
+                      run=run) -> None:
             # The ETA of the rest: this candidate's folds at their measured pace, the others at their estimates.
             spent = time.monotonic() - started
-            pace = spent / (f + 1) * (options.folds - f - 1)
-            progress(f"{cand.name}: fold {f + 1}/{options.folds} done", pace + remaining - expected)
+            pace = spent / (f + 1) * (run - f - 1)
+            progress(f"{cand.name}: fold {f + 1}/{run} done", pace + remaining - expected)
 
         results[cand.name] = evaluate(cand, fulls[cand.backbone.ref], data, folds, config=config, cache=cache,
                                       seed=options.seed, nominal_rate=rate, log=lambda m: progress(m),
-                                      on_fold=fold_done)
+                                      on_fold=fold_done, folds_run=run)
 
     # 3. Estimates, suspects, recommendation.
     portfolio = score_candidates(data, results, probe, trusted, noise, seed=options.seed)
@@ -192,7 +200,10 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
     advice = {
         "data": {"source": options.data, "images": n, "classes": data.class_names,
                  "class_counts": np.bincount(data.labels, minlength=c).tolist()},
-        "config": {"backbones": [b.ref for b in backbones], "folds": options.folds, "seed": options.seed,
+        "config": {"backbones": [b.ref for b in backbones], "folds": options.folds,
+                   "fine_tune_folds": folds_to_run(Candidate("ce", "fft", backbones[0]), options.folds,
+                                                   options.fine_tune_folds),
+                   "seed": options.seed,
                    "budget_s": budget_s, "input_size": options.input_size, "lp_epochs": options.lp_epochs,
                    "detector": detector, "relabel_probability": RELABEL_PROBABILITY,
                    "bootstrap_rounds": BOOTSTRAP_ROUNDS, "trusted": options.trusted,
@@ -229,7 +240,8 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
 
 
 def plan_candidates(todo: list[Candidate], fulls: dict[str, FullFeatures], lp_ce: dict[str, float], *, n: int,
-                    folds: int, rate: float, budget_left: float) -> tuple[list[tuple[Candidate, float]], list[dict]]:
+                    folds: int, rate: float, budget_left: float, fine_tune_folds: int | None = None,
+                    ) -> tuple[list[tuple[Candidate, float]], list[dict]]:
     """(candidates to run with their expected seconds, skipped ones with why): in order, each while its estimate
     fits what is left of the budget."""
     planned, skipped = [], []
@@ -239,7 +251,8 @@ def plan_candidates(todo: list[Candidate], fulls: dict[str, FullFeatures], lp_ce
         ref = cand.backbone.ref
         per_image = fulls[ref].seconds_per_image or 0.01
         expected = estimate_seconds(cand, lp_ce_seconds=lp_ce[ref], feature_seconds_per_image=per_image,
-                                    n=n, folds=folds, noise_rate=rate, views_available=views[ref])
+                                    n=n, folds=folds, noise_rate=rate, views_available=views[ref],
+                                    folds_run=folds_to_run(cand, folds, fine_tune_folds))
         if expected <= left:
             planned.append((cand, expected))
             left -= expected
@@ -320,13 +333,15 @@ def score_candidates(data: AdviseData, results: dict[str, CandidateResult], prob
                      trusted: tuple[np.ndarray, np.ndarray] | None, noise: dict, *, seed: int) -> list[dict]:
     """Each candidate's noisy-label K-fold accuracy and estimated clean accuracy (T⁻ᵀN) with a bootstrap interval
     (T re-estimated in every round unless trusted labels fixed it); with trusted labels the estimate is their
-    direct accuracy, and T⁻ᵀN (calibrated T) is kept as ``clean_acc_transition``."""
+    direct accuracy, and T⁻ᵀN (calibrated T) is kept as ``clean_acc_transition``. A candidate that ran some of the
+    folds (``CandidateResult.scored``) is scored on the images of those folds, in every bootstrap round too."""
     y = data.labels
     c = data.num_classes
     t_used = np.asarray(noise["transition_used"])
     estimator = noise.get("estimator", est.DEFAULT_NOISE_ESTIMATOR)
     scaled = est.temperature_scale(y, probe)[0] if estimator == "anchor" and trusted is None else probe
-    preds = {k: r.probs.argmax(1) for k, r in results.items()}
+    preds = {k: np.nan_to_num(r.probs, nan=0.0).argmax(1) for k, r in results.items()}
+    scored = {k: r.scored for k, r in results.items()}
     rng = np.random.default_rng(seed + 1)
     strata = [np.flatnonzero(y == k) for k in range(c)]
     draws: dict[str, list[float]] = {k: [] for k in results}
@@ -335,11 +350,16 @@ def score_candidates(data: AdviseData, results: dict[str, CandidateResult], prob
         t_b = t_used if trusted is not None else est.estimate_joint(y[idx], probe[idx], estimator,
                                                                      calibrated=scaled[idx])[1]
         for k, p in preds.items():
-            draws[k].append(est.clean_accuracy(t_b, est.prediction_joint(y[idx], p[idx], c)))
+            held = idx[scored[k][idx]]
+            draws[k].append(est.clean_accuracy(t_b, est.prediction_joint(y[held], p[held], c)))
     cond = est.condition_number(t_used)
     rows = []
     for k, r in results.items():
-        nj = est.prediction_joint(y, preds[k], c)
+        mask = scored[k]
+        nj = est.prediction_joint(y[mask], preds[k][mask], c)
+        scope = "" if mask.all() else (f"; on the {int(mask.sum())} images of {r.folds_run} held-out fold"
+                                       f"{'s' if r.folds_run > 1 else ''} (fine-tuning candidates run "
+                                       "--fine-tune-folds of the K folds)")
         lo, hi = np.quantile(draws[k], [0.05, 0.95])
         row = {
             "candidate": k, "method": r.candidate.method, "mode": r.candidate.mode,
@@ -347,7 +367,8 @@ def score_candidates(data: AdviseData, results: dict[str, CandidateResult], prob
             "noisy_acc": round(float(np.trace(nj)), 4),
             "clean_acc": {"value": round(est.clean_accuracy(t_used, nj), 4), "low": round(float(lo), 4),
                           "high": round(float(hi), 4), "level": 0.9},
-            "estimator": "trace(T⁻ᵀN), N the joint of (given label, out-of-fold prediction)",
+            "estimator": "trace(T⁻ᵀN), N the joint of (given label, out-of-fold prediction)" + scope,
+            "held_out_images": int(mask.sum()),
             "assumption": "class-conditional noise (the label error does not depend on the image given its class); "
                           + (f"T well conditioned (condition number {cond:.1f})" if cond <= est.CONDITION_LIMIT else
                              f"T is near-singular (condition number {cond:.1f}): the estimate is unreliable")
@@ -359,14 +380,19 @@ def score_candidates(data: AdviseData, results: dict[str, CandidateResult], prob
             # The trusted labels' own accuracy is unbiased under any noise (the trusted images being a random
             # sample): it becomes the estimate, T⁻ᵀN with the calibrated T stays beside it.
             index, verified = trusted
-            right = int((preds[k][index] == verified).sum())
-            tl, th = est.wilson(right, len(index))
+            held = mask[index]
+            if not held.any():
+                row["assumption"] += "; none of the trusted images is in its held-out folds, so T⁻ᵀN stays the estimate"
+                rows.append(row)
+                continue
+            right = int((preds[k][index[held]] == verified[held]).sum())
+            tl, th = est.wilson(right, int(held.sum()))
             row["clean_acc_transition"] = row["clean_acc"]
-            row["clean_acc"] = {"value": round(right / len(index), 4), "low": round(tl, 4), "high": round(th, 4),
-                                "level": 0.9}
+            row["clean_acc"] = {"value": round(right / int(held.sum()), 4), "low": round(tl, 4),
+                                "high": round(th, 4), "level": 0.9}
             row["trusted_acc"] = row["clean_acc"]
-            row["estimator"] = (f"accuracy of the out-of-fold predictions on the {len(index)} trusted labels "
-                                "(Wilson interval); trace(T⁻ᵀN) with the calibrated T in clean_acc_transition")
+            row["estimator"] = (f"accuracy of the out-of-fold predictions on the {int(held.sum())} trusted labels "
+                                "(Wilson interval); trace(T⁻ᵀN) with the calibrated T in clean_acc_transition" + scope)
             row["assumption"] = "the trusted images are a random sample of the data (no assumption on the noise)"
         rows.append(row)
     return rows

@@ -4,7 +4,9 @@ A candidate is a registered method in one mode on one backbone. It is evaluated 
 for each fold, the method runs through a ``Trainer`` whose training split is the other folds and whose test split
 is the fold, and the predictions of its final model on the fold (the last epoch of its last phase: no epoch is
 picked by the noisy labels of the fold it predicts) are kept. The K folds give every image one held-out
-prediction; ``estimators.clean_accuracy`` turns them into a clean-accuracy estimate.
+prediction; ``estimators.clean_accuracy`` turns them into a clean-accuracy estimate. A fine-tuning candidate
+costs a full fine-tuning per fold, so by default it runs only the first ``FINE_TUNE_FOLDS`` of the K folds
+(``--fine-tune-folds``) and its estimate rests on the images of those held-out folds (``CandidateResult.scored``).
 
 Features come from the feature cache once per backbone (a ``Trainer`` over all images, keyed as a run's cells are:
 ``nlbench.engine.identity``); a fold's trainer reads its rows of them (``FoldFeatures``), so the LP candidates
@@ -46,6 +48,9 @@ from nlbench.registry import METHODS
 LP_ORDER = ("ce", "gce", "elr", "sce", "nce_rce", "forward_t", "sop", "cores", "cl", "dividemix", "unicon",
             "coteaching", "coteaching_plus", "jocor")
 FINE_TUNING = (("turn", "lp-fft"), ("ce", "lp-fft"), ("ce", "fft"))
+# A fine-tuning candidate is one fine-tuning per fold run; one held-out fold (N/K images) prices it at a K-th of
+# the K-fold cost, its interval widening by about √K (docs/advise.md).
+FINE_TUNE_FOLDS = 1
 TRAIN_PASS_COST = 3.0  # a training step ≈ 3 forward passes (forward + backward); the budget's rough rule
 # Linear heads train on one thread: their matrices are tiny, and a second thread only waits for a busy core
 # (K-fold LP CE on digits, 2 cores shared with other jobs: 12 s on 1 thread, 211 s on 2).
@@ -210,10 +215,24 @@ def fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 @dataclass
 class CandidateResult:
     candidate: Candidate
-    probs: np.ndarray  # (N, C) out-of-fold probabilities
+    probs: np.ndarray  # (N, C) out-of-fold probabilities; NaN rows where no fold run held the image out
     seconds: float
     resumed: bool
     params: dict = field(default_factory=dict)
+    folds_run: int = 0  # how many of the K folds ran (0: all)
+
+    @property
+    def scored(self) -> np.ndarray:
+        """(N,) bool: the images with a held-out prediction."""
+        return np.isfinite(self.probs).all(1)
+
+
+def folds_to_run(candidate: Candidate, folds: int, fine_tune_folds: int | None) -> int:
+    """How many of the K folds a candidate runs: all for LP candidates, ``fine_tune_folds`` (default
+    ``FINE_TUNE_FOLDS``) for fine-tuning ones."""
+    if not candidate.fine_tunes:
+        return folds
+    return min(folds, FINE_TUNE_FOLDS if fine_tune_folds is None else fine_tune_folds)
 
 
 def _result_paths(cache: str | Path, digest: str) -> tuple[Path, Path]:
@@ -222,39 +241,48 @@ def _result_paths(cache: str | Path, digest: str) -> tuple[Path, Path]:
 
 
 def run_digest(candidate: Candidate, full: FullFeatures, labels: np.ndarray, folds: np.ndarray, config: TrainConfig,
-               seed: int, nominal_rate: float) -> str:
+               seed: int, nominal_rate: float, folds_run: int | None = None) -> str:
     method = build_method(candidate.method, candidate.mode, {})
     key = {"features": full.digest, "labels": hashlib.sha256(labels.tobytes()).hexdigest()[:16],
            "folds": hashlib.sha256(folds.tobytes()).hexdigest()[:16], "method": candidate.method,
            "mode": candidate.mode, "params": method_params(method), "config": config.__dict__, "seed": seed,
            "nominal_rate": round(nominal_rate, 3) if candidate.method in ("coteaching", "coteaching_plus", "jocor",
                                                                           "dividemix", "unicon") else None}
+    if folds_run is not None and folds_run < int(folds.max()) + 1:
+        key["folds_run"] = folds_run  # absent for all folds: the K-fold results cached before stay valid
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def evaluate(candidate: Candidate, full: FullFeatures, data: AdviseData, folds: np.ndarray, *, config: TrainConfig,
              cache: str | Path, seed: int, nominal_rate: float, log: Callable[[str], None],
-             on_fold: Callable[[int], None] | None = None) -> CandidateResult:
-    """The candidate's out-of-fold probabilities, read from the cache where a run finished them before."""
+             on_fold: Callable[[int], None] | None = None, folds_run: int | None = None) -> CandidateResult:
+    """The candidate's out-of-fold probabilities, read from the cache where a run finished them before.
+
+    folds_run: run only the first this many folds (the others' rows stay NaN); None runs all K."""
     config = candidate_config(candidate, config)
-    digest = run_digest(candidate, full, data.labels, folds, config, seed, nominal_rate)
+    num_folds = int(folds.max()) + 1
+    run = num_folds if folds_run is None else folds_run
+    if not 1 <= run <= num_folds:
+        raise ConfigError(f"folds to run {run}; expected 1 to {num_folds}")
+    digest = run_digest(candidate, full, data.labels, folds, config, seed, nominal_rate, run)
     data_path, meta_path = _result_paths(cache, digest)
     method = build_method(candidate.method, candidate.mode, {})
     params = method_params(method)
     n, c = len(data.labels), data.num_classes
+    expected_rows = folds < run
+    folds_run_field = 0 if run == num_folds else run
     if data_path.is_file() and meta_path.is_file():
         try:
             probs = np.load(data_path)
             meta = json.loads(meta_path.read_text())
-            if probs.shape == (n, c) and np.isfinite(probs).all():
-                return CandidateResult(candidate, probs, float(meta["seconds"]), True, params)
+            if probs.shape == (n, c) and np.array_equal(np.isfinite(probs).all(1), expected_rows):
+                return CandidateResult(candidate, probs, float(meta["seconds"]), True, params, folds_run_field)
         except (OSError, ValueError, KeyError):
             pass  # torn or foreign: run it again
     started = time.perf_counter()
-    probs = np.zeros((n, c))
-    num_folds = int(folds.max()) + 1
+    probs = np.full((n, c), np.nan)
     hflip = data.dataset().hflip
-    for f in range(num_folds):
+    for f in range(run):
         rows = {"train": np.flatnonzero(folds != f), "test": np.flatnonzero(folds == f)}
         rows["val"] = rows["test"]
         splits = {k: Split(labels=data.labels[v], paths=[data.paths[i] for i in v]) for k, v in rows.items()}
@@ -278,8 +306,9 @@ def evaluate(candidate: Candidate, full: FullFeatures, data: AdviseData, folds: 
     seconds = time.perf_counter() - started
     atomic_save_npy(data_path, probs)
     atomic_write_bytes(meta_path, json.dumps({"candidate": candidate.name, "seconds": round(seconds, 3)}).encode())
-    log(f"{candidate.name}: {num_folds}-fold done in {seconds:.1f} s")
-    return CandidateResult(candidate, probs, seconds, False, params)
+    done = f"{num_folds}-fold" if run == num_folds else f"{run} of {num_folds} folds"
+    log(f"{candidate.name}: {done} done in {seconds:.1f} s")
+    return CandidateResult(candidate, probs, seconds, False, params, folds_run_field)
 
 
 def candidate_views(candidate: Candidate) -> int:
@@ -299,10 +328,11 @@ def cached_views(full: FullFeatures, most: int = 8) -> int:
 
 
 def estimate_seconds(candidate: Candidate, *, lp_ce_seconds: float, feature_seconds_per_image: float, n: int,
-                     folds: int, noise_rate: float, views_available: int = 0) -> float:
+                     folds: int, noise_rate: float, views_available: int = 0, folds_run: int | None = None) -> float:
     """Expected seconds of a candidate's K-fold run on this machine, from what the run measured so far: the
     K-fold LP CE time (times the method's declared relative cost, ``fft_passes``), the feature pass's
-    seconds per image for augmented feature views and fine-tuning (a training step ≈ 3 forward passes)."""
+    seconds per image for augmented feature views and fine-tuning (a training step ≈ 3 forward passes).
+    folds_run: the folds a fine-tuning candidate runs (default all K); each costs a K-th of the K-fold run."""
     meta = METHODS.entry(candidate.method).meta
     method = build_method(candidate.method, candidate.mode, {})
     relative = float(meta.get("fft_passes", 1.0))
@@ -312,6 +342,7 @@ def estimate_seconds(candidate: Candidate, *, lp_ce_seconds: float, feature_seco
         return lp_ce_seconds * (relative + extra) + views * n * feature_seconds_per_image
     epochs = int(getattr(method, "fft_epochs", 0) or 0) or TrainConfig().fft_epochs
     share = (1.0 - noise_rate) if meta.get("fft_subset") == "clean" else 1.0
-    train_images = n * (folds - 1) / folds * share * epochs * relative
-    held_out = n  # one pass over each held-out fold at the end
-    return lp_ce_seconds + (train_images * TRAIN_PASS_COST + held_out) * feature_seconds_per_image
+    run = folds if folds_run is None else folds_run
+    train_images = run * n * (folds - 1) / folds * share * epochs * relative
+    held_out = run * n / folds  # one pass over each held-out fold at the end
+    return lp_ce_seconds * run / folds + (train_images * TRAIN_PASS_COST + held_out) * feature_seconds_per_image

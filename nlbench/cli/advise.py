@@ -16,7 +16,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
     parse_budget(args.budget)  # a bad budget fails before anything loads
     progress = args.progress if args.progress is not None else sys.stderr.isatty() or not os.environ.get("CI")
     options = AdviseOptions(data=args.data, backbones=args.backbones, trusted=args.trusted, budget=args.budget,
-                            out=args.out, fit=args.fit, folds=args.folds, seed=args.seed, input_size=args.input_size,
+                            out=args.out, fit=args.fit, folds=args.folds,
+                            fine_tune_folds=args.fine_tune_folds, seed=args.seed, input_size=args.input_size,
                             lp_epochs=args.lp_epochs, detector=args.detector,
                             noise_estimator=args.noise_estimator, progress=progress)
     cache = args.cache if args.cache is not None else default_cache_dir()
@@ -40,6 +41,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fit", action="store_true", help="train the recommended candidate on all images and save it")
     p.add_argument("--cache", help="feature cache folder (default: $NLBENCH_CACHE or ~/.cache/nlbench)")
     p.add_argument("--folds", type=int_at_least(2), default=5, help="K of the K-fold evaluation (default 5)")
+    p.add_argument("--fine-tune-folds", type=positive_int,
+                   help="folds of the K a fine-tuning candidate (TURN, LP-FT, FFT) runs; each is a full fine-tuning "
+                        "(default 1: scored on one held-out fold; up to --folds)")
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--input-size", type=positive_int, help="resize images to this many pixels (default: the "
                                                            "backbone's own)")
