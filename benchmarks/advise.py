@@ -10,7 +10,8 @@ clean test subsample) under synthetic noise (sym, asym, inst at 0.4, and none) a
 * label-issue precision, recall and F1 of each detector (ours, the project's GMM selector, cleanlab's
   ``find_label_issues`` default) on the same out-of-fold probabilities;
 * each candidate's estimated clean accuracy against (a) the true clean accuracy of its own K-fold predictions
-  (what the estimator estimates) and (b) the clean-test accuracy of the candidate trained on all noisy images;
+  (what the estimator estimates; TURN's on its one held-out fold, as advise scores it) and (b) the clean-test
+  accuracy of the candidate trained on all noisy images;
 * the recommended candidate's clean-test accuracy against the best candidate's;
 * the same with 300 trusted labels (a seeded random sample of true labels).
 
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 CANDIDATES = ("ce", "gce", "elr", "sce", "forward_t", "cl")
+FINE_TUNING = ("turn",)  # LP-FFT, scored on one held-out fold as advise runs it (--fine-tune-folds 1)
 NOISES = (("sym", 0.4), ("asym", 0.4), ("inst", 0.4), ("none", 0.0))
 TRUSTED = 300
 
@@ -98,18 +100,26 @@ class SubsetFeatures:
         return self.full.seconds_per_image
 
 
-def clean_test_accuracy(candidate, full, labels_all, noisy, advise_idx, test_idx, config, seed, rate) -> float:
+def clean_test_accuracy(candidate, full, paths, labels_all, noisy, advise_idx, test_idx, config, seed,
+                        rate) -> float:
     """Clean-test accuracy of ``candidate`` trained on every advise image with the noisy labels."""
+    import functools
+
     import torch
 
     from nlbench.advise.portfolio import FoldFeatures, FoldTrainer, _transform, candidate_config
+    from nlbench.backbones import create_backbone
+    from nlbench.datasets import Split
+    from nlbench.engine.images import image_source
     from nlbench.engine.train import determinism
     from nlbench.methods import CellContext, build_method
 
     rows = {"train": advise_idx, "val": test_idx, "test": test_idx}
+    splits = {k: Split(labels=labels_all[v], paths=[paths[i] for i in v]) for k, v in rows.items()}
     trainer = FoldTrainer(
         config=config, num_classes=10, labels=noisy, val_labels=labels_all[test_idx], test_labels=labels_all[test_idx],
-        images=lambda split, device: _LenOnly(len(rows[split])), backbone_factory=lambda: None,
+        images=lambda split, device: image_source(splits[split], device),
+        backbone_factory=functools.partial(create_backbone, full.choice.backbone, pretrained=True),
         feature_cache=FoldFeatures(full, rows), feature_key=lambda s, v: (s, v),
         transform=_transform(config.input_size, True), seed=seed, log=lambda _m: None)
     ctx = CellContext.of(trainer, candidate.mode, dataset="advise", noise=("sym", rate))
@@ -117,16 +127,6 @@ def clean_test_accuracy(candidate, full, labels_all, noisy, advise_idx, test_idx
     with determinism(candidate_config(candidate, config), trainer.device):
         build_method(candidate.method, candidate.mode, {}).run(ctx)
     return float((trainer.held_out_logits.argmax(1).numpy() == labels_all[test_idx]).mean())
-
-
-class _LenOnly:
-    """An image source of which LP phases read only the length (features come from the cache)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
 
 
 def run_dataset(name: str, seeds: list[int], work: Path, candidates: list[str], noises: list[tuple[str, float]],
@@ -170,9 +170,10 @@ def run_dataset(name: str, seeds: list[int], work: Path, candidates: list[str], 
             probe = None
             rate_est = 0.0
             for m in candidates:
-                cand = Candidate(m, "lp", backbone)
+                cand = Candidate(m, "lp-fft" if m in FINE_TUNING else "lp", backbone)
                 results[cand.name] = evaluate(cand, full, data, folds, config=config, cache=cache, seed=seed,
-                                              nominal_rate=rate_est, log=print)
+                                              nominal_rate=rate_est, log=print,
+                                              folds_run=1 if cand.fine_tunes else None)
                 if m == "ce":
                     probe = results[cand.name].probs
                     rate_est = estimate_noise(data, probe, None, seed=seed)["rate"]["value"]
@@ -193,13 +194,17 @@ def run_dataset(name: str, seeds: list[int], work: Path, candidates: list[str], 
                     "candidates": [],
                 }
                 for row in score_candidates(data, results, probe, tr, noise, seed=seed):
-                    preds = results[row["candidate"]].probs.argmax(1)
-                    row["true_kfold_acc"] = float((preds == clean).mean())
+                    result = results[row["candidate"]]
+                    held = result.scored  # all images, or a fine-tuning candidate's one held-out fold
+                    preds = result.probs[held].argmax(1)
+                    row["true_kfold_acc"] = float((preds == clean[held]).mean())
                     # The estimator with the realized T: what trace(T⁻ᵀN) gives when T is known.
-                    row["oracle_t_acc"] = est.clean_accuracy(realized_t, est.prediction_joint(noisy, preds, 10))
+                    row["oracle_t_acc"] = est.clean_accuracy(realized_t,
+                                                             est.prediction_joint(noisy[held], preds, 10))
                     record[label]["candidates"].append({k: row[k] for k in (
                         "candidate", "noisy_acc", "clean_acc", "true_kfold_acc", "oracle_t_acc",
-                        "clean_acc_transition") if k in row})
+                        "clean_acc_transition", "held_out_images") if k in row})
+                record[label]["problems"] = noise["problems"]
             joint = est.calibrated_joint(noisy, probe)
             record["detectors"] = {}
             for d in issues.DETECTORS:
@@ -209,9 +214,9 @@ def run_dataset(name: str, seeds: list[int], work: Path, candidates: list[str], 
                                                                  truly_wrong)
             test_acc = {}
             for m in candidates:
-                cand = Candidate(m, "lp", backbone)
-                test_acc[cand.name] = clean_test_accuracy(cand, full_all, labels_all, noisy, advise_idx, test_idx,
-                                                          config, seed, rate_est)
+                cand = Candidate(m, "lp-fft" if m in FINE_TUNING else "lp", backbone)
+                test_acc[cand.name] = clean_test_accuracy(cand, full_all, data_all.paths, labels_all, noisy,
+                                                          advise_idx, test_idx, config, seed, rate_est)
             record["clean_test_acc"] = test_acc
             record["seconds"] = round(time.perf_counter() - t0, 1)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -225,8 +230,10 @@ def report(work: Path, out: Path, notes: str) -> None:
     lines = ["# nlbench advise against the truth", "",
              f"`python benchmarks/advise.py` on {platform.node() and 'this repository'}'s 2-core AMD EPYC CPU VM "
              "(24 GiB, no GPU; the cores were shared with other jobs while it ran), EfficientNet-Lite0 at 32 px, "
-             "5 folds, 20 LP epochs, LP candidates " + ", ".join(CANDIDATES) + " (where a setting lists fewer, the "
-             "summary's candidates column says so). Figures are fractions in %.", ""]
+             "5 folds, 20 LP epochs, LP candidates " + ", ".join(CANDIDATES) + " and TURN (LP-FFT, 5 FFT "
+             "epochs) scored on one held-out fold as advise runs it (`--fine-tune-folds 1`: 288 digits, 2,000 "
+             "Fashion-MNIST images; where a setting lists fewer candidates, the summary's candidates column says "
+             "so). Figures are fractions in %.", ""]
     if not records:
         out.write_text("\n".join(lines + ["No run finished."]) + "\n")
         return
@@ -324,7 +331,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,fashion_mnist")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--noises", default=",".join(f"{m}:{r}" for m, r in NOISES))
-    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--candidates", default=",".join(CANDIDATES + FINE_TUNING))
     parser.add_argument("--work", default="/tmp/advise-bench")
     parser.add_argument("--input-size", type=int, default=32)
     parser.add_argument("--report", action="store_true")

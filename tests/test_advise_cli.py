@@ -76,6 +76,9 @@ def test_trusted_file_with_unknown_path_or_class(tmp_path, capsys, row, expected
     (["--data", "folder:.", "--budget", "soon"], "--budget 'soon'"),
     (["--data", "folder:.", "--backbones", "resnet9000"], "unknown backbone 'resnet9000'"),
     (["--data", "folder:.", "--folds", "1"], "--folds"),
+    (["--data", "folder:.", "--folds", "3", "--fine-tune-folds", "4"],
+     "--fine-tune-folds 4; expected an integer from 1"),
+    (["--data", "folder:.", "--fine-tune-folds", "0"], "--fine-tune-folds"),
 ])
 def test_bad_options(tmp_path, capsys, args, expected):
     assert expected in _run(capsys, tmp_path, *args)

@@ -130,7 +130,8 @@ def test_singular_transition_gives_a_least_squares_estimate_and_a_huge_condition
 
 def test_budget_cost_model():
     """The budget's estimates: an LP candidate costs the K-fold CE probe's time × its relative cost plus the
-    augmented feature views not cached yet; TURN fine-tunes on (K − 1)/K × the clean share of the images."""
+    augmented feature views not cached yet; TURN fine-tunes, in each of the K folds, on (K − 1)/K × the clean
+    share of the images."""
     from nlbench.advise.portfolio import Candidate, candidate_views, estimate_seconds, parse_backbones
     from nlbench.registry import METHODS
 
@@ -143,8 +144,9 @@ def test_budget_cost_model():
     fresh = estimate_seconds(dmix, **common)
     assert fresh - estimate_seconds(dmix, **common, views_available=2) == pytest.approx(views * 1000 * 0.01)
     passes = METHODS.entry("turn").meta["fft_passes"]
-    # 10 s of probe + (1000 · 4/5 · 0.7 clean · 5 epochs · passes · 3 for forward + backward + 1000 held out) × 0.01
-    expected = 10.0 + (1000 * 0.8 * 0.7 * 5 * passes * 3 + 1000) * 0.01
+    # 10 s of probe + (5 folds · 1000 · 4/5 · 0.7 clean · 5 epochs · passes · 3 for forward + backward
+    # + 1000 held out) × 0.01
+    expected = 10.0 + (5 * 1000 * 0.8 * 0.7 * 5 * passes * 3 + 1000) * 0.01
     assert estimate_seconds(Candidate("turn", "lp-fft", b), **common) == pytest.approx(expected)
 
 
@@ -246,3 +248,29 @@ def test_an_estimate_outside_zero_one_is_reported_as_clipped():
     assert est.clean_accuracy(t, n) == 1.0
     assert "trace(T⁻ᵀN) = 3.00 was clipped to 100%" in _bound_note(3.0)
     assert _bound_note(0.85) == ""
+
+
+def test_consistency_problems_name_a_non_dominant_diagonal_and_a_probe_the_estimate_cannot_explain():
+    names = ["a", "b", "c"]
+    # 30 images, 10 per true class; the probe predicts the true class; each class keeps 8 labels and gives one to
+    # each other class: T = 0.8 on the diagonal, 0.1 off it, and N = Tᵀ diag(1/3) exactly, so trace(T⁻ᵀN) = 1.
+    true = np.repeat([0, 1, 2], 10)
+    noisy = true.copy()
+    for k in range(3):
+        noisy[10 * k + 8], noisy[10 * k + 9] = (k + 1) % 3, (k + 2) % 3
+    sound = np.full((3, 3), 0.1) + np.eye(3) * 0.7
+    assert est.clean_accuracy_raw(sound, est.prediction_joint(noisy, true, 3)) == pytest.approx(1.0)
+    assert est.consistency_problems(sound, noisy, true, names) == []
+    # Class b's given label is b for 0.3 of its images and a for 0.5: b is not identifiable.
+    weak_b = np.array([[0.8, 0.1, 0.1], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    problems = est.consistency_problems(weak_b, noisy, true, names)
+    assert "true class b:" in problems[0] and "true classes" not in problems[0]
+    # T = 0.1 I + 0.3 J (J all ones): T⁻¹ = 10 (I − 0.3 J), diagonal 7; a probe agreeing with every given label
+    # gives N = diag(1/3) and trace(T⁻ᵀN) = Σ (T⁻¹)ᵢᵢ / 3 = 7.0: no clean labelling explains it.
+    flat = np.full((3, 3), 0.3) + np.eye(3) * 0.1
+    problems = est.consistency_problems(flat, noisy, noisy, names)
+    assert len(problems) == 1 and "trace(T⁻ᵀN) is 7.00" in problems[0]
+    # Within the margin an estimate past 1 is sampling error, not a contradiction.
+    near = est.clean_accuracy_raw(sound * 0.99 + 0.01 / 3, est.prediction_joint(noisy, true, 3))
+    assert 1.0 < near < 1.0 + est.CONSISTENCY_MARGIN
+    assert est.consistency_problems(sound * 0.99 + 0.01 / 3, noisy, true, names) == []

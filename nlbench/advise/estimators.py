@@ -34,6 +34,7 @@ import numpy as np
 CONDITION_LIMIT = 50.0  # above this condition number of T, T⁻ᵀN is flagged as unreliable
 NOISE_ESTIMATORS = ("anchor", "confident-joint")
 DEFAULT_NOISE_ESTIMATOR = "anchor"
+CONSISTENCY_MARGIN = 0.02  # how far the probe's trace(T⁻ᵀN) may leave [0, 1] before T is called contradicted
 ANCHOR_TOP_SHARE = 0.03  # Patrini et al.'s 97th percentile
 
 
@@ -188,6 +189,31 @@ def condition_number(transition: np.ndarray) -> float:
     with np.errstate(all="ignore"):
         value = float(np.linalg.cond(np.asarray(transition, dtype=np.float64)))
     return value if np.isfinite(value) else 1e300
+
+
+def consistency_problems(transition: np.ndarray, noisy: np.ndarray, probe_preds: np.ndarray,
+                         class_names: list[str]) -> list[str]:
+    """What in an estimated T contradicts the data or its own assumptions, in words (empty: nothing found).
+
+    1. A row whose diagonal is not its largest entry: the given label of that class is wrong more often than some
+       other label is given, so the classes are not identifiable there (or the probe cannot tell them apart).
+    2. The probe's own trace(T⁻ᵀN) outside [0, 1]: no clean labelling explains the probe's agreement with the
+       given labels under this T, so T misstates the noise (typically a probe near chance makes it look huge), by
+       more than ``CONSISTENCY_MARGIN`` (an accurate probe's estimate lands near 1, and sampling error may pass
+       it)."""
+    out = []
+    t = np.asarray(transition, dtype=float)
+    off = t - np.diag(np.full(len(t), np.inf))
+    weak = [class_names[i] for i in range(len(t)) if t[i, i] <= off[i].max()]
+    if weak:
+        out.append(f"in the estimated T the given label is not the most likely one for true class"
+                   f"{'es' if len(weak) > 1 else ''} {', '.join(weak)}: the noise is not identifiable there "
+                   "(more wrong labels than right ones, or a probe that cannot tell those classes apart)")
+    raw = clean_accuracy_raw(t, prediction_joint(noisy, probe_preds, len(t)))
+    if not -CONSISTENCY_MARGIN <= raw <= 1.0 + CONSISTENCY_MARGIN:
+        out.append(f"the estimated T cannot have produced the probe's own agreement with the given labels "
+                   f"(its trace(T⁻ᵀN) is {raw:.2f}, outside [0, 1]): the estimate contradicts the data")
+    return out
 
 
 def per_class_noise(joint: np.ndarray) -> np.ndarray:

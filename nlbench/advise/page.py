@@ -80,6 +80,12 @@ def build_page(out: Path, advice: dict, suspects: list[dict], thumbs: list[str])
         + (" — clipped at the bound, so a bound rather than an estimate: the estimated noise is too high for this "
            "candidate's agreement with the given labels." if rec.get("at_bound") else "."),
     ]
+    if noise.get("problems"):
+        answers.insert(0, "<b>Warning: the noise estimate is not trustworthy here.</b> " + "; ".join(
+            html.escape(x) for x in noise["problems"]) + ". The figures below rest on it. A stronger backbone "
+            "(<code>--backbones</code>), larger inputs (<code>--input-size</code>), a probe trained longer on few "
+            "images (<code>--lp-epochs</code>) or a few hundred verified labels (<code>--trusted</code>) are the ways "
+            "out.")
     if not trusted:
         assumes = ("assumes class-conditional noise and that the probe's most confident images of each class are "
                    "of that class; it runs high under instance-dependent noise and where the probe is weak"

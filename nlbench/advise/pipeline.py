@@ -218,10 +218,13 @@ def run_advise(options: AdviseOptions, *, cache: str | Path, log: Callable[[str]
         "candidates": portfolio,
         "skipped": skipped,
         "recommendation": {"candidate": best["candidate"], "clean_acc": best["clean_acc"],
+                           "unreliable": bool(noise["problems"]),
                            "at_bound": bool(best.get("at_bound")),
                            "why": "highest estimated clean accuracy" + (
                            "; that estimate is clipped at a bound (its assumption says why), so read it as a bound"
-                           if best.get("at_bound") else "")},
+                           if best.get("at_bound") else "") + (
+                           "; the noise estimate failed its consistency checks (noise.problems), so the ranking "
+                           "rests on a T the data contradicts" if noise["problems"] else "")},
         "versions": _versions(),
     }
     if options.fit:
@@ -326,6 +329,8 @@ def estimate_noise(data: AdviseData, probs: np.ndarray, trusted: tuple[np.ndarra
         }
         out["rate"] = out["trusted"]["rate"]
         out["transition_used"] = out["trusted"]["transition"]
+    out["problems"] = est.consistency_problems(np.asarray(out["transition_used"]), y, probs.argmax(1),
+                                               data.class_names)
     return out
 
 

@@ -24,6 +24,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
     advice = run_advise(options, cache=cache)
     rec = advice["recommendation"]
     noise = advice["noise"]["rate"]
+    for problem in advice["noise"]["problems"]:
+        print(f"nlbench: warning: {problem}", file=sys.stderr)
     print(f"noise rate {100 * noise['value']:.1f} % [{100 * noise['low']:.1f}, {100 * noise['high']:.1f}]; "
           f"{advice['label_issues']['flagged']} suspects; recommended {rec['candidate']} "
           f"(estimated clean accuracy {100 * rec['clean_acc']['value']:.1f} %); wrote {args.out}/index.html")
