@@ -51,7 +51,8 @@ def test_advise_digits_end_to_end(digits_tree, tmp_path, capsys):
     out, cache = tmp_path / "out", tmp_path / "cache"
     # A train/-only tree (no val/ or test/) must run: the grid loader's hold-outs are pooled back.
     assert _advise(root, out, cache, "--fit") == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     advice = json.loads((out / "advice.json").read_text())
     assert advice["data"]["images"] == 300 and advice["data"]["class_counts"] == np.bincount(
         [g for _, g in truth.values()], minlength=10).tolist()
@@ -61,6 +62,19 @@ def test_advise_digits_end_to_end(digits_tree, tmp_path, capsys):
     rate = advice["noise"]["rate"]
     assert rate["low"] <= rate["value"] <= rate["high"]
     assert np.asarray(advice["noise"]["transition"]).sum(1) == pytest.approx(np.ones(10), abs=1e-3)
+
+    # A 16-px probe trained 10 epochs on 200 images a fold agrees with the given labels little more than chance: the
+    # consistency checks say the estimate cannot be trusted, on stderr, in advice.json and at the top of the page.
+    probe_agreement = advice["candidates"][0]["noisy_acc"]
+    assert advice["candidates"][0]["candidate"].startswith("LP CE ") and probe_agreement < 0.3
+    problems = advice["noise"]["problems"]
+    recommendation = advice["recommendation"]
+    assert problems and recommendation["unreliable"] and "consistency checks" in recommendation["why"]
+    assert [line.removeprefix("nlbench: warning: ") for line in captured.err.splitlines()
+            if line.startswith("nlbench: warning: ")] == problems
+    page = (out / "index.html").read_text()
+    assert "Warning: the noise estimate is not trustworthy here." in page
+    assert page.index("Warning: the noise estimate") < page.index("<b>Noise:</b>")
 
     # suspects.csv: the flagged images, ranked by score, each with its given label (its folder).
     with open(out / "suspects.csv", newline="") as f:

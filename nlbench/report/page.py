@@ -43,6 +43,7 @@ from nlbench.report.tables import (
     row_label,
     setting_label,
 )
+from nlbench.run.frames import pair_disagreement_shares
 
 DELTA_SCALE = 10.0  # accuracy points at which a delta's colour saturates
 MEMORISATION_SCALE = 20.0
@@ -336,10 +337,10 @@ def pair_disagreement(section: Section, df: pd.DataFrame) -> None:
     predictions disagreed, first and last epoch (the records' ``extra.pair_disagreement``)."""
     pairs = []
     for r in df.itertuples():
-        shares = [v for v in ((r.record.get("extra") or {}).get("pair_disagreement") or []) if v is not None]
+        shares = pair_disagreement_shares(r.record)
         if shares:
-            pairs.append({"row": r.row, "column": r.column, "seed": r.seed, "first": 100 * float(shares[0]),
-                          "last": 100 * float(shares[-1])})
+            pairs.append({"row": r.row, "column": r.column, "seed": r.seed, "first": 100 * shares[0],
+                          "last": 100 * shares[-1]})
     if not pairs:
         return
     frame = pd.DataFrame(pairs)

@@ -44,11 +44,17 @@ def last_selection(record: dict) -> dict:
     return (record.get("selection") or [{}])[-1]
 
 
+def pair_disagreement_shares(record: dict) -> list[float]:
+    """The shares (fractions) of the samples on which a pair method's two networks disagreed, in epoch order, of the
+    epochs that noted one (``extra.pair_disagreement`` holds None for the others); empty for single networks."""
+    return [float(v) for v in ((record.get("extra") or {}).get("pair_disagreement") or []) if v is not None]
+
+
 def last_pair_disagreement(record: dict) -> float:
     """Share (%) of the samples on which a pair method's two networks disagreed in its last epoch that noted any
     (``extra.pair_disagreement``); NaN for single-network methods."""
-    shares = [v for v in ((record.get("extra") or {}).get("pair_disagreement") or []) if v is not None]
-    return 100.0 * float(shares[-1]) if shares else math.nan
+    shares = pair_disagreement_shares(record)
+    return 100.0 * shares[-1] if shares else math.nan
 
 
 def selection_f1(selection: dict) -> float:
