@@ -6,7 +6,9 @@ retrained), against the truth hidden from advise:
 * the noise-rate error of four estimators: the anchor points as advise takes them (temperature-scaled
   probabilities, the mean over each class's top 3 %, the given labels' prior), the same with the clean prior
   solved from Tᵀπ = the given prior, Patrini et al.'s single image at the 97th percentile of the same scaled
-  probabilities, and the confident joint;
+  probabilities, the confident joint, and rows read from the anchors' given labels instead of their probabilities
+  (the top 1 % of images per class: out-of-fold predictions chose them, so under class-conditional noise their
+  labels are a sample of T's row, and on clean data any label other than the class is an anchor that is not of it);
 * the label-issue F1 of the confident-joint detector pruning by the confident joint's Q (advise's detector) and
   by the anchor estimate's Q.
 
@@ -49,6 +51,17 @@ def probes(work: Path, name: str, seeds: list[int]):
             yield f"{name} {model} {rate:g} s{seed}", noisy, clean, result.probs
 
 
+def label_anchor_transition(noisy: np.ndarray, probs: np.ndarray, top_share: float = 0.01) -> np.ndarray:
+    """T[i, :] = the given labels' distribution over the top ``top_share`` of images by probs[:, i]."""
+    n, c = probs.shape
+    k = max(1, int(round(top_share * n)))
+    t = np.empty((c, c))
+    for i in range(c):
+        top = np.argpartition(-probs[:, i], k - 1)[:k]
+        t[i] = np.bincount(noisy[top], minlength=c) / k
+    return t
+
+
 def main() -> None:
     from nlbench.advise import estimators as est
     from nlbench.advise.issues import detection_scores, flag_confident_joint
@@ -60,9 +73,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     print("| setting | realized % | anchor (advise) error | anchor, π solved | anchor, 97th-percentile image | "
-          "confident joint | detector F1: CJ's Q | anchor's Q |")
-    print("|---|---|---|---|---|---|---|---|")
-    errors: dict[str, list[float]] = {"mean": [], "solved": [], "single": [], "cj": []}
+          "confident joint | anchors' given labels, top 1 % | detector F1: CJ's Q | anchor's Q |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    errors: dict[str, list[float]] = {"mean": [], "solved": [], "single": [], "cj": [], "labels": []}
     f1: dict[str, list[float]] = {"cj": [], "anchor": []}
     for name in args.datasets.split(","):
         for setting, noisy, clean, probs in probes(Path(args.work), name, [int(s) for s in args.seeds.split(",")]):
@@ -73,11 +86,14 @@ def main() -> None:
             t_single, _ = anchor_transition(scaled, percentile=97)
             q_single = est.joint_from_transition(t_single, est.clean_prior(t_single, noisy))
             q_cj = est.calibrated_joint(noisy, probs)
+            t_labels = label_anchor_transition(noisy, probs)
+            q_labels = est.joint_from_transition(t_labels, est.clean_prior(t_labels, noisy))
             row = {"mean": est.noise_rate(q_anchor) - realized, "solved": est.noise_rate(q_solved) - realized,
-                   "single": est.noise_rate(q_single) - realized, "cj": est.noise_rate(q_cj) - realized}
+                   "single": est.noise_rate(q_single) - realized, "cj": est.noise_rate(q_cj) - realized,
+                   "labels": est.noise_rate(q_labels) - realized}
             for k, v in row.items():
                 errors[k].append(v)
-            cells = [f"{100 * row[k]:+.1f}" for k in ("mean", "solved", "single", "cj")]
+            cells = [f"{100 * row[k]:+.1f}" for k in ("mean", "solved", "single", "cj", "labels")]
             if realized > 0:
                 wrong = noisy != clean
                 for k, q in (("cj", q_cj), ("anchor", q_anchor)):
